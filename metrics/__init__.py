@@ -1,0 +1,1 @@
+"""Prometheus metrics for Realtime, served on a private site of their own."""

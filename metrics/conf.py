@@ -1,0 +1,37 @@
+"""The ``REALTIME_METRICS`` settings dict: typed defaults, cached until settings change."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    ENABLED: bool = True
+    HOST: str = "127.0.0.1"
+    PORT: int = 9601
+    PATH: str = "/metrics"
+    DRIVER: str = "prometheus"
+    PREFIX: str = "realtime_"
+    COMPAT: str = ""
+
+
+KNOWN_KEYS = frozenset(f.name for f in fields(MetricsSettings))
+
+
+@functools.cache
+def get_settings() -> MetricsSettings:
+    user = getattr(settings, "REALTIME_METRICS", {}) or {}
+    return MetricsSettings(**{k: v for k, v in user.items() if k in KNOWN_KEYS})
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == "REALTIME_METRICS":
+        get_settings.cache_clear()

@@ -1,0 +1,105 @@
+"""Apps and webhooks in the Django admin. A secret is shown once, when made, and masked afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .models import App, Webhook
+
+
+class WebhookInline(admin.TabularInline):
+    model = Webhook
+    extra = 0
+    fields = ("url", "event_types", "headers", "filter_prefix", "filter_suffix")
+
+
+@admin.register(App)
+class AppAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "id",
+        "key",
+        "enabled",
+        "enable_client_messages",
+        "enable_user_authentication",
+        "enable_subscription_count",
+        "max_connections",
+    )
+    list_filter = (
+        "enabled",
+        "enable_client_messages",
+        "enable_user_authentication",
+        "enable_subscription_count",
+        "enable_watchlist_events",
+    )
+    search_fields = ("id", "key", "name")
+    readonly_fields = ("masked_secret", "created", "updated")
+    actions = ("regenerate_secret",)
+    inlines = (WebhookInline,)
+    fieldsets = (
+        (None, {"fields": ("name", "id", "key", "masked_secret", "enabled")}),
+        (
+            "Features",
+            {
+                "fields": (
+                    "enable_client_messages",
+                    "enable_user_authentication",
+                    "user_authentication_timeout",
+                    "enable_subscription_count",
+                    "enable_watchlist_events",
+                    "enable_cache_channels",
+                    "allowed_origins",
+                )
+            },
+        ),
+        (
+            "Limits",
+            {
+                "fields": (
+                    "max_connections",
+                    "max_backend_events_per_second",
+                    "max_client_events_per_second",
+                    "max_read_requests_per_second",
+                    "max_presence_members_per_channel",
+                    "max_presence_member_size_kb",
+                    "max_event_payload_kb",
+                    "max_event_channels_at_once",
+                    "max_event_batch_size",
+                    "max_channel_name_length",
+                )
+            },
+        ),
+        ("History", {"fields": ("created", "updated"), "classes": ("collapse",)}),
+    )
+
+    @admin.display(description="secret")
+    def masked_secret(self, app: App) -> str:
+        if not app.secret or app._state.adding:
+            return "generated when saved, shown once"
+        return f"{'•' * 12}{app.secret[-4:]}"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: App | None = None) -> Any:
+        # The id is the app's identity in every client and signature: fixed once created.
+        if obj is not None:
+            return (*self.readonly_fields, "id")
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: App, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            messages.warning(
+                request,
+                f"App {obj.id} created. Its secret is {obj.secret} — copy it now, it is not shown again.",
+            )
+
+    @admin.action(description="Regenerate the secret of the selected apps")
+    def regenerate_secret(self, request: HttpRequest, queryset: QuerySet[App]) -> None:
+        for app in queryset:
+            secret = app.regenerate_secret()
+            messages.warning(
+                request, f"New secret for app {app.id}: {secret} — copy it now, it is not shown again."
+            )

@@ -1,0 +1,262 @@
+"""HTTP API views: authenticate, validate, then publish through the broker or answer from the state.
+
+Views are async and never touch the ORM directly (credentials come from the in-process cache).
+Every failure is an ``ApiError`` rendered in ``api_view``; nothing else turns into a response.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from .. import events
+from ..credentials import AppCredentials
+from ..node import get_node
+from ..protocol import frames
+from ..protocol.names import channel_kind, channel_name_error, event_name_error
+from ..protocol.socket_ids import is_valid_socket_id
+from ..ratelimit import app_limiters
+from ..stats import stats
+from .auth import authenticate
+from .errors import ApiError, render
+
+logger = logging.getLogger(__name__)
+
+View = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def api_view(endpoint: str, methods: tuple[str, ...], *, read: bool = False) -> Callable[[View], Any]:
+    """Authenticate, rate-limit, run the view, render JSON or an ApiError, and count it."""
+
+    def decorate(view: View) -> Any:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, app_id: str | None = None, **kwargs: Any) -> HttpResponse:
+            started = time.perf_counter()
+            method = request.method or "GET"
+            try:
+                if method not in methods:
+                    raise ApiError(405, f"Method {method} not allowed")
+                app = await authenticate(request, app_id)
+                if read and not app_limiters.allow(app.id, "read_requests", app.max_read_requests_per_second):
+                    stats.incr("rate_limit_triggered", (app.id, "read_requests"))
+                    raise ApiError(429, "Too many read requests")
+                response: HttpResponse = JsonResponse(await view(request, app, **kwargs))
+            except ApiError as error:
+                if error.status == 401 or error.reason == "unknown_app":
+                    stats.incr("api_authentication_failures", (error.app_id, error.reason))
+                response = render(error)
+            except Exception:
+                logger.exception("HTTP API error", extra={"endpoint": endpoint})
+                stats.incr("errors", ("api",))
+                response = render(ApiError(500, "Internal server error"))
+            status = str(response.status_code)
+            stats.incr("http_requests", (method, endpoint, status))
+            if response.status_code >= 400:
+                stats.incr("http_errors", (endpoint, status))
+            stats.observe("http_request_duration", time.perf_counter() - started, (method, endpoint))
+            stats.observe("http_response_size", len(response.content), (endpoint,), unit="bytes")
+            return response
+
+        wrapper.csrf_exempt = True  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    content_type = request.content_type or ""
+    if content_type != "application/json":
+        raise ApiError(415, "Content-Type must be application/json")
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "Request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "Request body must be a JSON object")
+    return body
+
+
+def _info_attributes(raw: object) -> list[str]:
+    if raw is None or raw == "":
+        return []
+    if not isinstance(raw, str):
+        raise ApiError(400, "info must be a comma-separated string")
+    return [attribute.strip() for attribute in raw.split(",") if attribute.strip()]
+
+
+class _Event:
+    __slots__ = ("channels", "data", "info", "name", "socket_id")
+
+    def __init__(self, name: str, data: str, channels: list[str], socket_id: str | None, info: list[str]):
+        self.name = name
+        self.data = data
+        self.channels = channels
+        self.socket_id = socket_id
+        self.info = info
+
+
+def _validate_event(app: AppCredentials, body: dict[str, Any], *, batch: bool) -> _Event:
+    name = body.get("name")
+    if (reason := event_name_error(name)) is not None:
+        raise ApiError(400, reason)
+    data = body.get("data")
+    if not isinstance(data, str):
+        raise ApiError(400, "data must be a string")
+    if len(data.encode()) > app.max_event_payload_kb * 1024:
+        raise ApiError(413, f"Event data is larger than {app.max_event_payload_kb} KB")
+    if "channels" in body and "channel" in body:
+        raise ApiError(400, "Give either channel or channels, not both")
+    if batch or "channel" in body:
+        channels = [body.get("channel")]
+    else:
+        channels = body.get("channels")
+    if not isinstance(channels, list) or not channels:
+        raise ApiError(400, "channels must be a non-empty list of channel names")
+    if len(channels) > app.max_event_channels_at_once:
+        raise ApiError(400, f"An event can be sent to at most {app.max_event_channels_at_once} channels")
+    for channel in channels:
+        if (reason := channel_name_error(channel, app.max_channel_name_length)) is not None:
+            raise ApiError(400, f"{reason}: {str(channel)[:200]!r}")
+    if len(channels) > 1 and any(channel_kind(c).encrypted for c in channels):
+        raise ApiError(400, "Events to encrypted channels must go to exactly one channel")
+    socket_id = body.get("socket_id")
+    if socket_id is not None and not is_valid_socket_id(socket_id):
+        raise ApiError(400, "socket_id is not a valid socket id")
+    info = _info_attributes(body.get("info"))
+    for attribute in info:
+        _check_info_attribute(app, attribute, channels, allow_cache=False)
+    return _Event(name, data, list(dict.fromkeys(channels)), socket_id, info)  # type: ignore[arg-type]
+
+
+def _check_info_attribute(app: AppCredentials, attribute: str, channels: list[str], *, allow_cache: bool) -> None:
+    for channel in channels:
+        kind = channel_kind(channel)
+        if attribute == "user_count":
+            if not kind.presence:
+                raise ApiError(400, "user_count is only available for presence channels")
+        elif attribute == "subscription_count":
+            if kind.presence:
+                raise ApiError(400, "subscription_count is not available for presence channels")
+            if not app.enable_subscription_count:
+                raise ApiError(400, "subscription_count requires subscription counting to be enabled for the app")
+        elif attribute == "cache" and allow_cache:
+            if not kind.cache:
+                raise ApiError(400, "cache is only available for cache channels")
+        else:
+            raise ApiError(400, f"Unsupported info attribute: {attribute[:50]!r}")
+
+
+async def _channel_info(app: AppCredentials, channel: str, attributes: list[str]) -> dict[str, Any]:
+    state = get_node().state
+    info: dict[str, Any] = {}
+    for attribute in attributes:
+        if attribute == "user_count":
+            info["user_count"] = await state.member_count(app.id, channel)
+        elif attribute == "subscription_count":
+            info["subscription_count"] = await state.subscription_count(app.id, channel)
+        elif attribute == "cache":
+            cached = await state.cache_get(app.id, channel)
+            info["cache"] = (
+                {"data": json.loads(cached[0]).get("data"), "ttl": int(cached[1])} if cached else None
+            )
+    return info
+
+
+async def _publish(app: AppCredentials, event: _Event) -> dict[str, Any]:
+    node = get_node()
+    started = time.perf_counter()
+    for channel in event.channels:
+        text = frames.encode_event(event.name, channel, event.data)
+        await node.broker.publish(app.id, [channel], text, event.socket_id)
+        stats.incr("broadcast_messages", (app.id, channel_kind(channel).label))
+        await events.published(app, [channel], text)
+    stats.observe("message_processing_duration", time.perf_counter() - started, ("publish",))
+    stats.observe("message_size", len(event.data), ("out",), unit="bytes")
+    if not event.info:
+        return {}
+    return {channel: await _channel_info(app, channel, event.info) for channel in event.channels}
+
+
+def _backend_quota(app: AppCredentials, cost: int) -> None:
+    if not app_limiters.allow(app.id, "backend_events", app.max_backend_events_per_second, cost):
+        stats.incr("rate_limit_triggered", (app.id, "backend_events"))
+        raise ApiError(429, "Too many events: the app's backend event rate limit was reached")
+
+
+@api_view("events", ("POST",))
+async def trigger_event(request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
+    event = _validate_event(app, _json_body(request), batch=False)
+    # With info the request counts as two messages (REST).
+    _backend_quota(app, 2 if event.info else 1)
+    info = await _publish(app, event)
+    return {"channels": info} if info else {}
+
+
+@api_view("batch_events", ("POST",))
+async def trigger_batch(request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
+    body = _json_body(request)
+    batch = body.get("batch")
+    if not isinstance(batch, list) or not batch:
+        raise ApiError(400, "batch must be a non-empty list of events")
+    if len(batch) > app.max_event_batch_size:
+        raise ApiError(400, f"A batch holds at most {app.max_event_batch_size} events")
+    if not all(isinstance(item, dict) for item in batch):
+        raise ApiError(400, "Every batch item must be an event object")
+    validated = [_validate_event(app, item, batch=True) for item in batch]
+    _backend_quota(app, sum(2 if e.info else 1 for e in validated))
+    results = [await _publish(app, event) for event in validated]
+    if not any(event.info for event in validated):
+        return {}
+    return {"batch": [info.get(event.channels[0], {}) for event, info in zip(validated, results, strict=True)]}
+
+
+@api_view("channels", ("GET",), read=True)
+async def channels(request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
+    prefix = request.GET.get("filter_by_prefix", "")
+    info = _info_attributes(request.GET.get("info"))
+    for attribute in info:
+        if attribute != "user_count":
+            raise ApiError(400, f"Unsupported info attribute for channel lists: {attribute[:50]!r}")
+        if not prefix.startswith("presence-"):
+            raise ApiError(400, "info=user_count requires filter_by_prefix=presence-")
+    state = get_node().state
+    occupied = await state.channels(app.id, prefix)
+    result: dict[str, Any] = {}
+    for channel in sorted(occupied):
+        if channel_kind(channel).user:
+            continue
+        result[channel] = {"user_count": await state.member_count(app.id, channel)} if info else {}
+    return {"channels": result}
+
+
+@api_view("channel", ("GET",), read=True)
+async def channel(request: HttpRequest, app: AppCredentials, channel_name: str) -> dict[str, Any]:
+    if (reason := channel_name_error(channel_name, app.max_channel_name_length)) is not None:
+        raise ApiError(400, reason)
+    info = _info_attributes(request.GET.get("info"))
+    for attribute in info:
+        _check_info_attribute(app, attribute, [channel_name], allow_cache=True)
+    count = await get_node().state.subscription_count(app.id, channel_name)
+    return {"occupied": count > 0, **await _channel_info(app, channel_name, info)}
+
+
+@api_view("channel_users", ("GET",), read=True)
+async def channel_users(request: HttpRequest, app: AppCredentials, channel_name: str) -> dict[str, Any]:
+    if (reason := channel_name_error(channel_name, app.max_channel_name_length)) is not None:
+        raise ApiError(400, reason)
+    if not channel_kind(channel_name).presence:
+        raise ApiError(400, "Users can only be listed for presence channels")
+    members = await get_node().state.members(app.id, channel_name)
+    return {"users": [{"id": user_id} for user_id in members]}
+
+
+@api_view("terminate_connections", ("POST",))
+async def terminate_connections(request: HttpRequest, app: AppCredentials, user_id: str) -> dict[str, Any]:
+    await get_node().broker.terminate_user(app.id, user_id)
+    return {}

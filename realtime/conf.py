@@ -1,0 +1,60 @@
+"""The ``REALTIME`` settings dict: typed defaults, read lazily and cached until settings change."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from .protocol import limits
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeSettings:
+    HOST: str = "0.0.0.0"  # noqa: S104 (the public endpoint)
+    PORT: int = 6001
+    ACTIVITY_TIMEOUT: int = limits.ACTIVITY_TIMEOUT_SECONDS
+    PONG_TIMEOUT: int = limits.PONG_TIMEOUT_SECONDS
+    MAX_CLIENT_FRAME_BYTES: int = limits.MAX_CLIENT_FRAME_BYTES
+    CACHE_TTL: int = limits.CACHE_TTL_SECONDS
+    # Lowest protocol version accepted; 1-3 are no longer supported by Pusher.
+    MIN_PROTOCOL: int = 4
+    MAX_PROTOCOL: int = 7
+    # Credentials of unknown keys are remembered as missing this long, so a flood of
+    # bad keys cannot hammer the database.
+    CREDENTIALS_NEGATIVE_TTL: float = 5.0
+    # "memory" (one node, no services) or "redis" (several nodes sharing REDIS_URL).
+    STATE_BACKEND: str = "memory"
+    REDIS_URL: str = ""
+    REDIS_PREFIX: str = "realtime"
+    REDIS_MAX_CONNECTIONS: int = 200
+    NODE_HEARTBEAT_SECONDS: float = 5.0
+    DEAD_NODE_TIMEOUT: float = 30.0
+    SHUTDOWN_GRACE_SECONDS: float = 10.0
+    # Close frames are spread over this window on shutdown so clients don't reconnect at once.
+    SHUTDOWN_JITTER_SECONDS: float = 1.0
+    WEBHOOK_TIMEOUT: float = 5.0
+    WEBHOOK_RETRY_SECONDS: float = 300.0
+    WEBHOOK_DELAY_SECONDS: float = 3.0
+    # A socket whose unsent output grows past this is a slow consumer and is dropped.
+    MAX_SOCKET_BUFFER_BYTES: int = 4 * 1024 * 1024
+    DEFAULT_APP: dict[str, Any] | None = field(default=None)
+
+
+KNOWN_KEYS = frozenset(f.name for f in fields(RealtimeSettings))
+
+
+@functools.cache
+def get_settings() -> RealtimeSettings:
+    user = getattr(settings, "REALTIME", {}) or {}
+    return RealtimeSettings(**{k: v for k, v in user.items() if k in KNOWN_KEYS})
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == "REALTIME":
+        get_settings.cache_clear()

@@ -1,0 +1,154 @@
+"""In-process cache of apps by key and by id: the only database access on the hot path.
+
+Entries are dropped when an App or Webhook is saved or deleted (``signals.py``), and unknown
+keys are remembered for a few seconds so that a flood of bad keys cannot reach the database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+
+from .conf import get_settings
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    url: str
+    event_types: frozenset[str]
+    headers: tuple[tuple[str, str], ...]
+    filter_prefix: str
+    filter_suffix: str
+
+    def wants(self, event: str, channel: str) -> bool:
+        return (
+            event in self.event_types
+            and channel.startswith(self.filter_prefix)
+            and channel.endswith(self.filter_suffix)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AppCredentials:
+    id: str
+    key: str
+    secret: str
+    name: str
+    enabled: bool
+    enable_client_messages: bool
+    enable_user_authentication: bool
+    user_authentication_timeout: int
+    enable_subscription_count: bool
+    enable_watchlist_events: bool
+    enable_cache_channels: bool
+    allowed_origins: tuple[str, ...]
+    max_connections: int | None
+    max_backend_events_per_second: int | None
+    max_client_events_per_second: int | None
+    max_read_requests_per_second: int | None
+    max_presence_members_per_channel: int | None
+    max_presence_member_size_kb: int
+    max_event_payload_kb: int
+    max_event_channels_at_once: int
+    max_event_batch_size: int
+    max_channel_name_length: int
+    webhooks: tuple[WebhookTarget, ...]
+
+    def __repr__(self) -> str:
+        # Never let the secret reach a log line or a traceback.
+        return f"AppCredentials(id={self.id!r}, key={self.key!r})"
+
+
+def _snapshot(app) -> AppCredentials:  # type: ignore[no-untyped-def]
+    return AppCredentials(
+        id=app.id,
+        key=app.key,
+        secret=app.secret,
+        name=app.name,
+        enabled=app.enabled,
+        enable_client_messages=app.enable_client_messages,
+        enable_user_authentication=app.enable_user_authentication,
+        user_authentication_timeout=app.user_authentication_timeout,
+        enable_subscription_count=app.enable_subscription_count,
+        enable_watchlist_events=app.enable_watchlist_events,
+        enable_cache_channels=app.enable_cache_channels,
+        allowed_origins=tuple(
+            line.strip() for line in app.allowed_origins.splitlines() if line.strip()
+        ),
+        max_connections=app.max_connections,
+        max_backend_events_per_second=app.max_backend_events_per_second,
+        max_client_events_per_second=app.max_client_events_per_second,
+        max_read_requests_per_second=app.max_read_requests_per_second,
+        max_presence_members_per_channel=app.max_presence_members_per_channel,
+        max_presence_member_size_kb=app.max_presence_member_size_kb,
+        max_event_payload_kb=app.max_event_payload_kb,
+        max_event_channels_at_once=app.max_event_channels_at_once,
+        max_event_batch_size=app.max_event_batch_size,
+        max_channel_name_length=app.max_channel_name_length,
+        webhooks=tuple(
+            WebhookTarget(
+                url=w.url,
+                event_types=frozenset(w.event_types or ()),
+                headers=tuple((w.headers or {}).items()),
+                filter_prefix=w.filter_prefix,
+                filter_suffix=w.filter_suffix,
+            )
+            for w in app.webhooks.all()
+        ),
+    )
+
+
+def _load(field: str, value: str) -> AppCredentials | None:
+    from .models import App
+
+    app = App.objects.prefetch_related("webhooks").filter(**{field: value}).first()
+    return _snapshot(app) if app is not None else None
+
+
+class CredentialsCache:
+    def __init__(self) -> None:
+        self._by_key: dict[str, AppCredentials] = {}
+        self._by_id: dict[str, AppCredentials] = {}
+        self._missing: dict[tuple[str, str], float] = {}
+        self.hits = 0
+        self.misses = 0
+
+    async def by_key(self, key: str) -> AppCredentials | None:
+        return await self._get("key", key, self._by_key)
+
+    async def by_id(self, app_id: str) -> AppCredentials | None:
+        return await self._get("id", app_id, self._by_id)
+
+    async def _get(
+        self, field: str, value: str, index: dict[str, AppCredentials]
+    ) -> AppCredentials | None:
+        app = index.get(value)
+        if app is not None:
+            self.hits += 1
+            return app
+        self.misses += 1
+        missing_until = self._missing.get((field, value))
+        if missing_until is not None and missing_until > time.monotonic():
+            return None
+        app = await sync_to_async(_load, thread_sensitive=True)(field, value)
+        if app is None:
+            if len(self._missing) > 10_000:
+                self._missing.clear()
+            self._missing[(field, value)] = time.monotonic() + get_settings().CREDENTIALS_NEGATIVE_TTL
+            return None
+        self._by_key[app.key] = app
+        self._by_id[app.id] = app
+        return app
+
+    def cached(self) -> list[AppCredentials]:
+        return list(self._by_id.values())
+
+    def invalidate(self) -> None:
+        self._by_key.clear()
+        self._by_id.clear()
+        self._missing.clear()
+
+
+credentials = CredentialsCache()

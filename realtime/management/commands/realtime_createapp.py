@@ -1,0 +1,81 @@
+"""Create an app from the command line and print its credentials once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from realtime.models import App
+from realtime.provisioning import sync_app
+
+_FLAGS = (
+    "enable_client_messages",
+    "enable_user_authentication",
+    "enable_subscription_count",
+    "enable_watchlist_events",
+)
+_LIMITS = (
+    "user_authentication_timeout",
+    "max_connections",
+    "max_backend_events_per_second",
+    "max_client_events_per_second",
+    "max_read_requests_per_second",
+    "max_presence_members_per_channel",
+    "max_presence_member_size_kb",
+    "max_event_payload_kb",
+    "max_event_channels_at_once",
+    "max_event_batch_size",
+    "max_channel_name_length",
+)
+
+
+class Command(BaseCommand):
+    help = "Create a Realtime app and print its id, key and secret (the secret is shown only now)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--id", help="App id (default: random digits).")
+        parser.add_argument("--key", help="App key (default: random).")
+        parser.add_argument("--secret", help="App secret (default: random).")
+        parser.add_argument("--name", default="")
+        parser.add_argument("--disabled", action="store_true")
+        parser.add_argument("--allowed-origin", action="append", default=[], dest="allowed_origins")
+        for flag in _FLAGS:
+            parser.add_argument(f"--{flag.replace('_', '-')}", action="store_true", dest=flag)
+        parser.add_argument(
+            "--disable-cache-channels", action="store_false", dest="enable_cache_channels", default=True
+        )
+        for limit in _LIMITS:
+            parser.add_argument(
+                f"--{limit.replace('_', '-')}",
+                type=int,
+                dest=limit,
+                help="-1 for unlimited" if limit.startswith("max_") else None,
+            )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config: dict[str, Any] = {
+            "id": options["id"] or App._meta.get_field("id").get_default(),
+            "key": options["key"],
+            "secret": options["secret"],
+            "name": options["name"],
+            "enabled": not options["disabled"],
+            "allowed_origins": "\n".join(options["allowed_origins"]),
+            "enable_cache_channels": options["enable_cache_channels"],
+        }
+        for flag in _FLAGS:
+            config[flag] = options[flag]
+        for limit in _LIMITS:
+            if options[limit] is not None:
+                config[limit] = None if options[limit] < 0 else options[limit]
+        if App.objects.filter(id=config["id"]).exists():
+            raise CommandError(f"An app with id {config['id']} already exists.")
+        if config["key"] and App.objects.filter(key=config["key"]).exists():
+            raise CommandError("An app with that key already exists.")
+        try:
+            app = sync_app(config)
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
+        self.stdout.write(f"app id: {app.id}\nkey:    {app.key}\nsecret: {app.secret}\n")
+        self.stdout.write("Store the secret now: it is not shown again.\n")

@@ -1,0 +1,141 @@
+"""Apps (credentials, feature flags, per-app limits) and their webhooks, managed in the admin."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from .protocol import limits
+
+WEBHOOK_EVENT_TYPES = (
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss",
+    "subscription_count",
+)
+
+_token = RegexValidator(r"\A[A-Za-z0-9_.-]+\Z", "Letters, digits, '_', '.' and '-' only.")
+
+
+def new_app_id() -> str:
+    return str(secrets.randbelow(9 * 10**8) + 10**8)
+
+
+def new_key() -> str:
+    return secrets.token_hex(10)
+
+
+def new_secret() -> str:
+    return secrets.token_hex(16)
+
+
+def _limit(default: int | None, help_text: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(
+        default=default,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=help_text + " Empty means unlimited.",
+    )
+
+
+class App(models.Model):
+    id = models.CharField(
+        "app id", primary_key=True, max_length=64, default=new_app_id, validators=[_token]
+    )
+    key = models.CharField(max_length=64, unique=True, default=new_key, validators=[_token])
+    secret = models.CharField(max_length=128, default=new_secret, editable=False)
+    name = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    enable_client_messages = models.BooleanField(
+        "client events", default=False, help_text="Let clients send client-* events."
+    )
+    enable_user_authentication = models.BooleanField(
+        "user authentication", default=False, help_text="Accept pusher:signin."
+    )
+    user_authentication_timeout = models.PositiveIntegerField(
+        default=0,
+        help_text="Seconds a connection may stay without signing in (close 4009). 0 disables it.",
+    )
+    enable_subscription_count = models.BooleanField(
+        "subscription counting",
+        default=False,
+        help_text="Send pusher_internal:subscription_count and allow info=subscription_count.",
+    )
+    enable_watchlist_events = models.BooleanField("watchlist events", default=False)
+    enable_cache_channels = models.BooleanField("cache channels", default=True)
+    allowed_origins = models.TextField(
+        blank=True,
+        help_text="One origin per line (https://example.com, or *.example.com). Empty allows all.",
+    )
+
+    max_connections = _limit(None, "Concurrent connections.")
+    max_backend_events_per_second = _limit(None, "Events published through the HTTP API per second.")
+    max_client_events_per_second = _limit(
+        limits.MAX_CLIENT_EVENTS_PER_SECOND, "Client events per connection per second."
+    )
+    max_read_requests_per_second = _limit(None, "HTTP API read requests per second.")
+    max_presence_members_per_channel = _limit(limits.MAX_PRESENCE_MEMBERS, "Presence members.")
+    max_presence_member_size_kb = models.PositiveIntegerField(
+        default=limits.MAX_PRESENCE_MEMBER_SIZE_KB, validators=[MinValueValidator(1)]
+    )
+    max_event_payload_kb = models.PositiveIntegerField(
+        default=limits.MAX_EVENT_PAYLOAD_KB, validators=[MinValueValidator(1)]
+    )
+    max_event_channels_at_once = models.PositiveIntegerField(
+        default=limits.MAX_CHANNELS_PER_EVENT, validators=[MinValueValidator(1)]
+    )
+    max_event_batch_size = models.PositiveIntegerField(
+        default=limits.MAX_BATCH_SIZE, validators=[MinValueValidator(1)]
+    )
+    max_channel_name_length = models.PositiveIntegerField(
+        default=limits.MAX_CHANNEL_NAME_LENGTH, validators=[MinValueValidator(1)]
+    )
+
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name or self.id
+
+    def regenerate_secret(self) -> str:
+        self.secret = new_secret()
+        self.save(update_fields=["secret", "updated"])
+        return self.secret
+
+
+class Webhook(models.Model):
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=500)
+    event_types = models.JSONField(
+        default=list, help_text=f"A JSON list of: {', '.join(WEBHOOK_EVENT_TYPES)}."
+    )
+    headers = models.JSONField(default=dict, blank=True, help_text="Extra HTTP headers, a JSON object.")
+    filter_prefix = models.CharField(
+        "channel name starts with", max_length=200, blank=True
+    )
+    filter_suffix = models.CharField("channel name ends with", max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def clean(self) -> None:
+        if not isinstance(self.event_types, list) or not self.event_types:
+            raise ValidationError({"event_types": "Give a non-empty list of event types."})
+        unknown = [e for e in self.event_types if e not in WEBHOOK_EVENT_TYPES]
+        if unknown:
+            raise ValidationError({"event_types": f"Unknown event types: {', '.join(map(str, unknown))}."})
+        if not isinstance(self.headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
+        ):
+            raise ValidationError({"headers": "Give a JSON object of string headers."})

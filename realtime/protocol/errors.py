@@ -1,0 +1,44 @@
+"""Pusher error codes and the close policy that goes with each range (pusher-protocol.md §4)."""
+
+from __future__ import annotations
+
+TLS_ONLY = 4000
+APP_NOT_FOUND = 4001
+APP_DISABLED = 4003
+OVER_CONNECTION_QUOTA = 4004
+PATH_NOT_FOUND = 4005
+INVALID_VERSION = 4006
+UNSUPPORTED_PROTOCOL = 4007
+NO_PROTOCOL = 4008
+UNAUTHORIZED = 4009
+OVER_CAPACITY = 4100
+RECONNECT = 4200
+PONG_NOT_RECEIVED = 4201
+CLOSED_AFTER_INACTIVITY = 4202
+CLIENT_EVENT_REJECTED = 4301
+WATCHLIST_LIMIT = 4302
+# 4300-4399 is "any other error": sent as pusher:error without closing.
+GENERIC_ERROR = 4300
+
+
+class PusherError(Exception):
+    """A protocol error reported to the client as ``pusher:error``.
+
+    ``code`` may be None: the hosted service sends ``code: null`` for subscription
+    errors such as a bad signature, and pusher-js accepts it.
+    """
+
+    def __init__(self, code: int | None, message: str, channel: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.channel = channel
+
+    @property
+    def closes(self) -> bool:
+        return closes_connection(self.code)
+
+
+def closes_connection(code: int | None) -> bool:
+    """4000-4299 close the socket; 43xx must not (pusher-js treats a 43xx close as refused)."""
+    return code is not None and 4000 <= code <= 4299

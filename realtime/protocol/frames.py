@@ -1,0 +1,111 @@
+"""Client frames decoded into typed values; server frames encoded to text exactly once (pusher-protocol.md §1.2, §2)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypedDict
+
+from .errors import GENERIC_ERROR, PusherError
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class ClientFrame(TypedDict):
+    event: str
+    channel: str | None
+    data: Any
+
+
+def decode_client_frame(text: str) -> ClientFrame:
+    """Parse one client frame; anything that is not an object with a string ``event`` is a PusherError."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise PusherError(GENERIC_ERROR, "Invalid JSON") from None
+    if not isinstance(message, dict):
+        raise PusherError(GENERIC_ERROR, "Message must be a JSON object")
+    event = message.get("event")
+    if not isinstance(event, str) or not event:
+        raise PusherError(GENERIC_ERROR, "Message must have a string event")
+    channel = message.get("channel")
+    if channel is not None and not isinstance(channel, str):
+        raise PusherError(GENERIC_ERROR, "channel must be a string")
+    return {"event": event, "channel": channel, "data": message.get("data")}
+
+
+def dumps(value: Any) -> str:
+    return _dumps(value)
+
+
+def encode_event(
+    event: str, channel: str | None = None, data: Any = None, user_id: str | None = None
+) -> str:
+    """One server frame. ``data`` that is not already a string is JSON-encoded into one (double encoding)."""
+    frame: dict[str, Any] = {"event": event}
+    if channel is not None:
+        frame["channel"] = channel
+    if data is not None:
+        frame["data"] = data if isinstance(data, str) else _dumps(data)
+    if user_id is not None:
+        frame["user_id"] = user_id
+    return _dumps(frame)
+
+
+def connection_established(socket_id: str, activity_timeout: int) -> str:
+    return encode_event(
+        "pusher:connection_established",
+        data={"socket_id": socket_id, "activity_timeout": activity_timeout},
+    )
+
+
+def error(code: int | None, message: str, channel: str | None = None) -> str:
+    return encode_event("pusher:error", channel, data={"code": code, "message": message})
+
+
+def subscription_error(channel: str, error_type: str, message: str, status: int) -> str:
+    return encode_event(
+        "pusher:subscription_error",
+        channel,
+        data={"type": error_type, "error": message, "status": status},
+    )
+
+
+PONG = encode_event("pusher:pong", data={})
+PING = encode_event("pusher:ping", data={})
+
+
+def subscription_succeeded(channel: str, presence: dict[str, Any] | None = None) -> str:
+    return encode_event(
+        "pusher_internal:subscription_succeeded",
+        channel,
+        data={"presence": presence} if presence is not None else {},
+    )
+
+
+def cache_miss(channel: str) -> str:
+    return encode_event("pusher:cache_miss", channel)
+
+
+def member_added(channel: str, user_id: str, user_info: Any) -> str:
+    data: dict[str, Any] = {"user_id": user_id}
+    if user_info is not None:
+        data["user_info"] = user_info
+    return encode_event("pusher_internal:member_added", channel, data=data)
+
+
+def member_removed(channel: str, user_id: str) -> str:
+    return encode_event("pusher_internal:member_removed", channel, data={"user_id": user_id})
+
+
+def subscription_count(channel: str, count: int) -> str:
+    return encode_event(
+        "pusher_internal:subscription_count", channel, data={"subscription_count": count}
+    )
+
+
+def signin_success(user_data: str) -> str:
+    return encode_event("pusher:signin_success", data={"user_data": user_data})
+
+
+def watchlist_events(events: list[dict[str, Any]]) -> str:
+    return encode_event("pusher_internal:watchlist_events", data={"events": events})

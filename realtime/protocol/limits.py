@@ -1,0 +1,21 @@
+"""Protocol limits as named constants: Pusher's documented defaults (pusher-protocol.md §7.4)."""
+
+from __future__ import annotations
+
+MAX_EVENT_PAYLOAD_KB = 10
+MAX_CHANNELS_PER_EVENT = 100
+MAX_BATCH_SIZE = 10
+MAX_EVENT_NAME_LENGTH = 200
+# The docs say 164, the official SDKs validate 200; 200 is what no SDK trips over.
+MAX_CHANNEL_NAME_LENGTH = 200
+MAX_PRESENCE_MEMBERS = 100
+MAX_PRESENCE_MEMBER_SIZE_KB = 2
+MAX_USER_ID_LENGTH = 128
+MAX_WATCHLIST_SIZE = 100
+MAX_CLIENT_EVENTS_PER_SECOND = 10
+API_TIMESTAMP_WINDOW_SECONDS = 600
+CACHE_TTL_SECONDS = 1800
+ACTIVITY_TIMEOUT_SECONDS = 120
+PONG_TIMEOUT_SECONDS = 30
+# Largest client frame we parse at all; Pusher's event limit is enforced separately.
+MAX_CLIENT_FRAME_BYTES = 64 * 1024

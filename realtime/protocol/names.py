@@ -1,0 +1,115 @@
+"""Channel and event names: the grammar, the kind of a channel, and its rules (pusher-protocol.md §3)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .limits import MAX_CHANNEL_NAME_LENGTH, MAX_EVENT_NAME_LENGTH, MAX_USER_ID_LENGTH
+
+# \A...\Z with fullmatch: "$" would let a trailing newline through.
+_CHANNEL_RE = re.compile(r"[-a-zA-Z0-9_=@,.;]+")
+_USER_ID_RE = re.compile(r"[-a-zA-Z0-9_=@,.;]+")
+SERVER_TO_USER_PREFIX = "#server-to-user-"
+CLIENT_EVENT_PREFIX = "client-"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelKind:
+    """What a channel prefix means for auth, presence, caching and client events."""
+
+    name: str
+    label: str  # bounded metric label: public, private, presence, encrypted, cache, user
+    requires_auth: bool
+    presence: bool = False
+    encrypted: bool = False
+    cache: bool = False
+    client_events: bool = False
+    user: bool = False
+
+
+PUBLIC = ChannelKind("public", "public", requires_auth=False)
+PRIVATE = ChannelKind("private", "private", requires_auth=True, client_events=True)
+ENCRYPTED = ChannelKind("private-encrypted", "encrypted", requires_auth=True, encrypted=True)
+PRESENCE = ChannelKind("presence", "presence", requires_auth=True, presence=True, client_events=True)
+CACHE = ChannelKind("cache", "cache", requires_auth=False, cache=True)
+PRIVATE_CACHE = ChannelKind(
+    "private-cache", "cache", requires_auth=True, cache=True, client_events=True
+)
+ENCRYPTED_CACHE = ChannelKind(
+    "private-encrypted-cache", "cache", requires_auth=True, encrypted=True, cache=True
+)
+PRESENCE_CACHE = ChannelKind(
+    "presence-cache", "cache", requires_auth=True, presence=True, cache=True, client_events=True
+)
+SERVER_TO_USER = ChannelKind("server-to-user", "user", requires_auth=False, user=True)
+
+# Longest prefix first: private-encrypted-cache- before private-encrypted- before private-.
+_PREFIXES: tuple[tuple[str, ChannelKind], ...] = (
+    ("private-encrypted-cache-", ENCRYPTED_CACHE),
+    ("private-encrypted-", ENCRYPTED),
+    ("private-cache-", PRIVATE_CACHE),
+    ("private-", PRIVATE),
+    ("presence-cache-", PRESENCE_CACHE),
+    ("presence-", PRESENCE),
+    ("cache-", CACHE),
+    (SERVER_TO_USER_PREFIX, SERVER_TO_USER),
+)
+
+CHANNEL_TYPE_LABELS: tuple[str, ...] = ("public", "private", "presence", "encrypted", "cache", "user")
+
+
+def channel_kind(channel: str) -> ChannelKind:
+    for prefix, kind in _PREFIXES:
+        if channel.startswith(prefix):
+            return kind
+    return PUBLIC
+
+
+def channel_name_error(channel: object, max_length: int = MAX_CHANNEL_NAME_LENGTH) -> str | None:
+    """Why ``channel`` is not a valid channel name, or None when it is."""
+    if not isinstance(channel, str) or not channel:
+        return "Channel name must be a non-empty string"
+    if len(channel) > max_length:
+        return f"Channel name too long (max {max_length} characters)"
+    if channel.startswith(SERVER_TO_USER_PREFIX):
+        if user_id_error(channel[len(SERVER_TO_USER_PREFIX) :]) is None:
+            return None
+        return "Invalid server-to-user channel name"
+    if _CHANNEL_RE.fullmatch(channel) is None:
+        return "Channel name contains invalid characters"
+    if channel in {"private-", "presence-", "private-encrypted-", "cache-"}:
+        return "Channel name is only a prefix"
+    return None
+
+
+def user_id_error(user_id: object, max_length: int = MAX_USER_ID_LENGTH) -> str | None:
+    if not isinstance(user_id, str) or not user_id:
+        return "User id must be a non-empty string"
+    if len(user_id) > max_length:
+        return f"User id too long (max {max_length} characters)"
+    if _USER_ID_RE.fullmatch(user_id) is None:
+        return "User id contains invalid characters"
+    return None
+
+
+def event_name_error(name: object) -> str | None:
+    if not isinstance(name, str) or not name:
+        return "Event name must be a non-empty string"
+    if len(name) > MAX_EVENT_NAME_LENGTH:
+        return f"Event name too long (max {MAX_EVENT_NAME_LENGTH} characters)"
+    return None
+
+
+def is_client_event(name: str) -> bool:
+    return name.startswith(CLIENT_EVENT_PREFIX)
+
+
+def server_to_user_channel(user_id: str) -> str:
+    return SERVER_TO_USER_PREFIX + user_id
+
+
+def server_to_user_id(channel: str) -> str | None:
+    if channel.startswith(SERVER_TO_USER_PREFIX):
+        return channel[len(SERVER_TO_USER_PREFIX) :]
+    return None

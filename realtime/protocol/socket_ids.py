@@ -1,0 +1,16 @@
+"""Socket ids: two decimal integers joined by a dot, drawn from a CSPRNG so they cannot be guessed."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+_SOCKET_ID_RE = re.compile(r"\d+\.\d+")
+
+
+def new_socket_id() -> str:
+    return f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**10)}"
+
+
+def is_valid_socket_id(value: object) -> bool:
+    return isinstance(value, str) and _SOCKET_ID_RE.fullmatch(value) is not None

@@ -1,0 +1,109 @@
+"""This process's sockets, indexed by (app, channel) and by (app, user), and the local fan-out.
+
+A published event arrives here as one ``Outbound`` (text encoded once, framed once on first
+use) and the same object is handed to every local subscriber: nothing per subscriber that could
+be done once per event.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .protocol.wsframe import text_frame
+from .stats import stats
+
+
+class Outbound:
+    """One server frame: its text, and its WebSocket framing built at most once."""
+
+    __slots__ = ("_frame", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = text_frame(self.text.encode())
+        return self._frame
+
+    @property
+    def size(self) -> int:
+        return len(self.frame) if self._frame is not None else len(self.text.encode())
+
+
+class LocalSocket(Protocol):
+    socket_id: str
+    app_id: str
+
+    def deliver(self, message: Outbound) -> None: ...
+    def terminate(self, code: int, reason: str) -> None: ...
+    def watchlist_changed(self, user_id: str, online: bool) -> None: ...
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.sockets: dict[str, LocalSocket] = {}
+        self.channels: dict[tuple[str, str], dict[str, LocalSocket]] = {}
+        self.users: dict[tuple[str, str], dict[str, LocalSocket]] = {}
+        # (app, watched user id) -> watching sockets
+        self.watchers: dict[tuple[str, str], dict[str, LocalSocket]] = {}
+
+    def add(self, socket: LocalSocket) -> None:
+        self.sockets[socket.socket_id] = socket
+
+    def remove(self, socket: LocalSocket) -> None:
+        self.sockets.pop(socket.socket_id, None)
+
+    def subscribe(self, socket: LocalSocket, channel: str) -> None:
+        self.channels.setdefault((socket.app_id, channel), {})[socket.socket_id] = socket
+
+    def unsubscribe(self, socket: LocalSocket, channel: str) -> None:
+        _discard(self.channels, (socket.app_id, channel), socket.socket_id)
+
+    def sign_in(self, socket: LocalSocket, user_id: str, watchlist: tuple[str, ...]) -> None:
+        self.users.setdefault((socket.app_id, user_id), {})[socket.socket_id] = socket
+        for watched in watchlist:
+            self.watchers.setdefault((socket.app_id, watched), {})[socket.socket_id] = socket
+
+    def sign_out(self, socket: LocalSocket, user_id: str, watchlist: tuple[str, ...]) -> None:
+        _discard(self.users, (socket.app_id, user_id), socket.socket_id)
+        for watched in watchlist:
+            _discard(self.watchers, (socket.app_id, watched), socket.socket_id)
+
+    def deliver(
+        self, app_id: str, channel: str, message: Outbound, except_socket_id: str | None = None
+    ) -> int:
+        subscribers = self.channels.get((app_id, channel))
+        if not subscribers:
+            return 0
+        excluded = subscribers.get(except_socket_id) if except_socket_id else None
+        for socket in list(subscribers.values()):
+            if socket is not excluded:
+                socket.deliver(message)
+        sent = len(subscribers) - (excluded is not None)
+        stats.incr("messages_sent", (app_id,), sent)
+        stats.incr("socket_transmitted_bytes", (app_id,), sent * message.size)
+        return sent
+
+    def terminate_user(self, app_id: str, user_id: str, code: int, reason: str) -> int:
+        sockets = list(self.users.get((app_id, user_id), {}).values())
+        for socket in sockets:
+            socket.terminate(code, reason)
+        return len(sockets)
+
+    def watchlist_changed(self, app_id: str, user_id: str, online: bool) -> None:
+        for socket in list(self.watchers.get((app_id, user_id), {}).values()):
+            socket.watchlist_changed(user_id, online)
+
+    def local_subscription_count(self, app_id: str, channel: str) -> int:
+        return len(self.channels.get((app_id, channel), ()))
+
+
+def _discard(index: dict[tuple[str, str], dict[str, LocalSocket]], key: tuple[str, str], socket_id: str) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.pop(socket_id, None)
+        if not members:
+            del index[key]

@@ -1,0 +1,265 @@
+"""Shared fixtures: real ``realtime_serve`` processes and ``redis-server`` instances on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pusher
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+WS_QUERY = "protocol=7&client=js&version=8.4.0&flash=false"
+
+APP_ID = "100200"
+APP_KEY = "test-key-0123456789"
+APP_SECRET = "test-secret-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _base_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEFAULT_APP_", "METRICS_", "REDIS_"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "REALTIME_DATA_DIR": str(data_dir),
+            "DJANGO_SECRET_KEY": "tests-only-secret-key-not-for-production-0123456789",
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    env.pop("DATABASE_URL", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database, made once and copied for each server."""
+    data_dir = tmp_path_factory.mktemp("db-template")
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=_base_env(data_dir), check=True, timeout=120
+    )
+    return data_dir / "db.sqlite3"
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    data_dir: Path
+    env: dict[str, str]
+    host: str = "127.0.0.1"
+    port: int = 0
+    metrics_port: int = 0
+    app_id: str = APP_ID
+    key: str = APP_KEY
+    secret: str = APP_SECRET
+    lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def metrics_url(self, path: str = "/metrics") -> str:
+        return f"http://{self.host}:{self.metrics_port}{path}"
+
+    def ws_url(self, key: str | None = None, query: str = WS_QUERY) -> str:
+        return f"ws://{self.host}:{self.port}/app/{key or self.key}?{query}"
+
+    def pusher(self, **kwargs: Any) -> pusher.Pusher:
+        options = {"app_id": self.app_id, "key": self.key, "secret": self.secret}
+        options.update(kwargs)
+        return pusher.Pusher(host=self.host, port=self.port, ssl=False, timeout=10, **options)
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [PYTHON, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr or result.stdout)
+        return result.stdout
+
+    def create_app(self, **options: Any) -> tuple[str, str, str]:
+        """Create another app through ``realtime_createapp``; returns (id, key, secret)."""
+        args = ["realtime_createapp"]
+        for name, value in options.items():
+            flag = "--" + name.replace("_", "-")
+            if value is True:
+                args.append(flag)
+            elif value not in (False, None):
+                args += [flag, str(value)]
+        out = self.manage(*args)
+        found = dict(re.findall(r"^(app id|key|secret):\s+(\S+)$", out, re.MULTILINE))
+        return found["app id"], found["key"], found["secret"]
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self.reader is not None:
+            self.reader.join(5)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def start_server_process(
+    migrated_db: Path, data_dir: Path, env: dict[str, str] | None = None, metrics: bool = True
+) -> ServerProcess:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not (data_dir / "db.sqlite3").exists():
+        shutil.copy(migrated_db, data_dir / "db.sqlite3")
+    full_env = _base_env(data_dir)
+    full_env.update(
+        {
+            "DEFAULT_APP_ID": APP_ID,
+            "DEFAULT_APP_KEY": APP_KEY,
+            "DEFAULT_APP_SECRET": APP_SECRET,
+            "DEFAULT_APP_ENABLE_CLIENT_MESSAGES": "true",
+        }
+    )
+    full_env.update(env or {})
+    args = [PYTHON, "manage.py", "realtime_serve", "--host", "127.0.0.1", "--port", "0"]
+    args += ["--metrics-port", "0"] if metrics else ["--no-metrics"]
+    process = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = ServerProcess(
+        process=process,
+        data_dir=data_dir,
+        env=full_env,
+        app_id=full_env["DEFAULT_APP_ID"],
+        key=full_env["DEFAULT_APP_KEY"],
+        secret=full_env["DEFAULT_APP_SECRET"],
+    )
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            server.lines.append(line)
+            match = re.match(r"Listening \((public|metrics)\) on (\S+):(\d+)", line)
+            if match:
+                if match.group(1) == "public":
+                    server.port = int(match.group(3))
+                else:
+                    server.metrics_port = int(match.group(3))
+                if server.port and (server.metrics_port or not metrics):
+                    ready.set()
+        process.stdout.close()
+        ready.set()
+
+    server.reader = threading.Thread(target=read, daemon=True)
+    server.reader.start()
+    if not ready.wait(30) or not server.port:
+        server.kill()
+        raise RuntimeError(f"realtime_serve did not start:\n{server.output()}")
+    return server
+
+
+@pytest.fixture
+def start_server(
+    migrated_db: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., ServerProcess]]:
+    """Start a ``realtime_serve`` subprocess; extra environment variables configure it."""
+    started: list[ServerProcess] = []
+
+    def start(env: dict[str, str] | None = None, metrics: bool = True, data_dir: Path | None = None) -> ServerProcess:
+        server = start_server_process(
+            migrated_db, data_dir or tmp_path_factory.mktemp("server"), env, metrics
+        )
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        with contextlib.suppress(Exception):
+            server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def server(migrated_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server shared by a test module: default app with client events enabled."""
+    process = start_server_process(migrated_db, tmp_path_factory.mktemp("server"))
+    yield process
+    process.stop(signal.SIGKILL)
+
+
+@dataclass
+class RedisProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    args: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def start(self) -> None:
+        self.stop()
+        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_port(self.port)
+
+
+def _wait_for_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    """A private ``redis-server`` on a free port, which a test may stop and restart."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (bin/test installs it)")
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis = RedisProcess(process, port, args)
+    _wait_for_port(port)
+    yield redis
+    redis.stop()
