@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pusher_wire import PusherSocket, Publisher, channel_auth, open_socket
+from pusher_wire import Publisher, PusherSocket, channel_auth, open_socket
 
 SCENARIOS = ("connect", "fanout", "channels", "publish", "client-events", "presence")
 BENCH_EVENT = "bench"
@@ -179,7 +179,7 @@ async def open_many(
                 sock = await open_socket(opts.host, opts.port, opts.key)
                 await asyncio.wait_for(setup(sock, index), 10.0)
                 socks[index] = sock
-            except (OSError, RuntimeError, ValueError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, RuntimeError, ValueError) as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
                 if sock is not None:
                     sock.abort()
@@ -249,9 +249,7 @@ class Tracker:
 
     def cancel(self, phase: Phase, seq: int) -> None:
         index = seq - phase.first_seq
-        phase.outstanding -= phase.expected[index] - min(
-            phase.received[index], phase.expected[index]
-        )
+        phase.outstanding -= phase.expected[index] - min(phase.received[index], phase.expected[index])
         phase.expected[index] = 0
 
     def record(self, seq: int, sent: float, now: float) -> None:
@@ -307,7 +305,7 @@ async def _publish_one(
     started = time.perf_counter()
     try:
         status, body = await pub.trigger(channels, BENCH_EVENT, _payload(seq))
-    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+    except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
         tracker.cancel(phase, seq)
         phase.publish_errors.append(f"{type(exc).__name__}: {exc}")
         return
@@ -476,9 +474,7 @@ async def _fanout_like(
         )
         lost += result["fixed"]["lost"]
     if flat_duration > 0:
-        result["flat"] = await run_phase(
-            opts, tracker, "flat", targets, 0, flat_duration, publishers, probe
-        )
+        result["flat"] = await run_phase(opts, tracker, "flat", targets, 0, flat_duration, publishers, probe)
         lost += result["flat"]["lost"]
     result["lost"] = lost
     result["unknown_deliveries"] = tracker.unknown
@@ -512,7 +508,7 @@ async def scenario_channels(opts: Options, probe: ServerProbe) -> dict[str, Any]
         lambda i: f"ch-{i // per_channel}",
         [(group, len(group) * per_channel) for group in groups],
         100.0 if opts.rate is None else opts.rate,
-        opts.publishers or 4,
+        opts.publishers or 8,
     )
     result["channels"] = channels
     result["subscribers_per_channel"] = per_channel
@@ -522,7 +518,7 @@ async def scenario_channels(opts: Options, probe: ServerProbe) -> dict[str, Any]
 
 async def scenario_publish(opts: Options, probe: ServerProbe) -> dict[str, Any]:
     subscribers = opts.subscribers or 0
-    publishers = opts.publishers or 8
+    publishers = opts.publishers or 4
     tracker = Tracker()
     socks, failures = await open_many(opts, subscribers, _subscribe_public(lambda i: "publish"))
     for sock in socks:
@@ -565,9 +561,7 @@ async def scenario_client_events(opts: Options, probe: ServerProbe) -> dict[str,
         end = payload.find(b'"', start + len(MARK))
         data = payload[start + len(MARK) - 1 : end].decode()
         sock.send_text(
-            json.dumps(
-                {"event": "client-pong", "channel": sock.tag, "data": data}, separators=(",", ":")
-            )
+            json.dumps({"event": "client-pong", "channel": sock.tag, "data": data}, separators=(",", ":"))
         )
         return True
 
@@ -591,9 +585,7 @@ async def scenario_client_events(opts: Options, probe: ServerProbe) -> dict[str,
         return sock.subscribe(channel, channel_auth(opts.key, opts.secret, sock.socket_id, channel))
 
     socks, failures = await open_many(opts, pairs * 2, setup)
-    ready = {s.tag for s in socks if s.raw_hook is a_hook} & {
-        s.tag for s in socks if s.raw_hook is b_hook
-    }
+    ready = {s.tag for s in socks if s.raw_hook is a_hook} & {s.tag for s in socks if s.raw_hook is b_hook}
     before = probe.sample()
     cpu0 = _self_cpu()
     started = time.perf_counter()
@@ -676,7 +668,7 @@ async def scenario_presence(opts: Options, probe: ServerProbe) -> dict[str, Any]
                     5.0,
                 )
                 joins.append(await asyncio.wait_for(added, 5.0) - started)
-            except (asyncio.TimeoutError, RuntimeError, ConnectionError) as exc:
+            except (TimeoutError, RuntimeError, ConnectionError) as exc:
                 timeouts.append(f"join {user_id}: {type(exc).__name__} {exc}")
                 pending.pop(("pusher_internal:member_added", user_id), None)
                 return
@@ -685,7 +677,7 @@ async def scenario_presence(opts: Options, probe: ServerProbe) -> dict[str, Any]
             sock.unsubscribe(channel)
             try:
                 leaves.append(await asyncio.wait_for(removed, 5.0) - started)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 timeouts.append(f"leave {user_id}: timeout")
                 pending.pop(("pusher_internal:member_removed", user_id), None)
                 return
@@ -793,11 +785,23 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--secret", required=True)
     parser.add_argument("--server-pid", type=int, default=None, help="pid to read RSS and CPU of")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measured phase")
-    parser.add_argument("--flat-duration", type=float, default=None, help="flat-out phase (default --duration; 0 skips)")
-    parser.add_argument("--subscribers", type=int, default=None, help="fanout: 1000; channels: per channel, 2; presence: churners, 100; publish: 0")
+    parser.add_argument(
+        "--flat-duration", type=float, default=None, help="flat-out phase (default --duration; 0 skips)"
+    )
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=None,
+        help="fanout: 1000; channels: per channel, 2; presence: churners, 100; publish: 0",
+    )
     parser.add_argument("--connections", type=int, default=2000, help="connect scenario")
     parser.add_argument("--channels", type=int, default=None, help="channels: 1000; presence: 10")
-    parser.add_argument("--rate", type=float, default=None, help="fixed-rate phase events/s (fanout 20, channels 100; 0 skips)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="fixed-rate phase events/s (fanout 20, channels 100; 0 skips)",
+    )
     parser.add_argument("--publishers", type=int, default=None, help="concurrent keep-alive HTTP clients")
     parser.add_argument(
         "--channels-per-event", type=int, default=10, help="channels scenario: channels named per publish"
@@ -848,7 +852,7 @@ async def run(opts: Options) -> dict[str, Any]:
     try:
         result.update(await asyncio.wait_for(RUNNERS[opts.scenario](opts, probe), opts.timeout))
         result["ok"] = True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         result.update({"ok": False, "error": f"timed out after {opts.timeout} s"})
     except OSError as exc:
         result.update({"ok": False, "error": f"{type(exc).__name__}: {exc}"})

@@ -29,9 +29,7 @@ EventHook = Callable[["PusherSocket", dict[str, Any], float], None]
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-def channel_auth(
-    key: str, secret: str, socket_id: str, channel: str, channel_data: str | None = None
-) -> str:
+def channel_auth(key: str, secret: str, socket_id: str, channel: str, channel_data: str | None = None) -> str:
     """Return the `auth` token for a private or presence subscription (SIG §5.1, §5.2)."""
     to_sign = f"{socket_id}:{channel}"
     if channel_data is not None:
@@ -59,9 +57,7 @@ def signed_query(
     # The string to sign uses the parameters unescaped, sorted by lowercased key.
     canonical = "&".join(f"{k.lower()}={query[k]}" for k in sorted(query, key=str.lower))
     to_sign = f"{method.upper()}\n{path}\n{canonical}"
-    query["auth_signature"] = hmac.new(
-        secret.encode(), to_sign.encode(), hashlib.sha256
-    ).hexdigest()
+    query["auth_signature"] = hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
     return "&".join(f"{k}={_escape(v)}" for k, v in query.items())
 
 
@@ -79,9 +75,7 @@ def _mask(payload: bytes, key: bytes) -> bytes:
     if n == 0:
         return payload
     stream = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(
-        n, "little"
-    )
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(n, "little")
 
 
 def encode_client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -474,8 +468,7 @@ class HttpClient:
     ) -> tuple[int, bytes]:
         """Send one request and return (status, body); retries once on a stale connection."""
         message = (
-            f"{method} {target} HTTP/1.1\r\n{self._host_header}"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"{method} {target} HTTP/1.1\r\n{self._host_header}Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         loop = asyncio.get_running_loop()
         for attempt in (0, 1):

@@ -1,0 +1,419 @@
+"""Run the load generator's scenarios against Realtime and soketi, interleaved, and compare.
+
+Every (round, scenario) starts each server fresh on free loopback ports, runs one
+loadgen process against it and stops it, alternating servers A B A B so drift of
+the machine hits both alike. Ratios are (first server / baseline, soketi by default)
+of the per-server medians over rounds; the table marks which direction is better.
+
+    python benchmarks/compare.py                       # realtime vs soketi, 2 rounds
+    python benchmarks/compare.py --rounds 3 --metrics  # both with metrics enabled
+    python benchmarks/compare.py --server 'uvicorn=.venv/bin/uvicorn project.asgi:application \
+        --host {host} --port {port}' --servers uvicorn,soketi
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import soketi
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+LOADGEN = HERE / "loadgen.py"
+HOST = "127.0.0.1"
+APP = {"app_id": "bench-app", "key": "bench-key", "secret": "bench-secret"}
+
+# Sized so a default run (2 servers x 2 rounds x 6 scenarios) stays under ~5 minutes on
+# the 2-core machine; each is a list of extra loadgen arguments.
+SCENARIO_ARGS: dict[str, list[str]] = {
+    "connect": ["--connections", "2000"],
+    "fanout": ["--subscribers", "1000", "--rate", "20"],
+    "channels": ["--channels", "1000", "--subscribers", "2", "--rate", "100"],
+    "publish": ["--publishers", "4"],
+    "client-events": ["--pairs", "100"],
+    "presence": ["--channels", "10", "--subscribers", "100"],
+}
+QUICK_ARGS: dict[str, list[str]] = {
+    "connect": ["--connections", "50"],
+    "fanout": ["--subscribers", "20", "--rate", "20"],
+    "channels": ["--channels", "20", "--subscribers", "2", "--rate", "20"],
+    "publish": ["--publishers", "2"],
+    "client-events": ["--pairs", "5"],
+    "presence": ["--channels", "2", "--subscribers", "6"],
+}
+
+# (scenario, dotted path into its JSON result, higher is better)
+METRICS: list[tuple[str, str, bool]] = [
+    ("connect", "connections_per_s", True),
+    ("connect", "rss_kib_per_connection", False),
+    ("connect", "server_cpu_ms_per_connection", False),
+    ("fanout", "fixed.latency_ms.p50", False),
+    ("fanout", "fixed.latency_ms.p99", False),
+    ("fanout", "fixed.server_cpu_ms_per_1000_deliveries", False),
+    ("fanout", "flat.deliveries_per_s", True),
+    ("fanout", "flat.server_cpu_ms_per_1000_deliveries", False),
+    ("fanout", "flat.latency_ms.p99", False),
+    ("channels", "fixed.latency_ms.p99", False),
+    ("channels", "flat.deliveries_per_s", True),
+    ("channels", "flat.server_cpu_ms_per_1000_deliveries", False),
+    ("publish", "requests_per_s", True),
+    ("publish", "latency_ms.p50", False),
+    ("publish", "latency_ms.p99", False),
+    ("publish", "server_cpu_ms_per_request", False),
+    ("client-events", "round_trips_per_s", True),
+    ("client-events", "rtt_ms.p50", False),
+    ("client-events", "rtt_ms.p99", False),
+    ("client-events", "server_cpu_ms_per_round_trip", False),
+    ("presence", "joins_per_s", True),
+    ("presence", "member_added_ms.p50", False),
+    ("presence", "member_added_ms.p99", False),
+    ("presence", "server_cpu_ms_per_join_leave", False),
+]
+# Shown per server but not turned into ratios: correctness and generator saturation.
+CHECKS: list[tuple[str, str]] = [
+    ("connect", "failures"),
+    ("fanout", "lost"),
+    ("fanout", "flat.loadgen_cpu_util"),
+    ("channels", "lost"),
+    ("channels", "flat.loadgen_cpu_util"),
+    ("publish", "failures"),
+    ("publish", "loadgen_cpu_util"),
+    ("client-events", "lost"),
+    ("client-events", "loadgen_cpu_util"),
+    ("presence", "lost"),
+    ("presence", "loadgen_cpu_util"),
+]
+
+
+# Servers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+ServerFactory = Callable[[int, int, bool], Launch]
+
+
+def realtime_env(port: int, metrics_port: int, metrics: bool) -> dict[str, str]:
+    """Environment for `realtime_serve` with one app and limits that do not cap a benchmark.
+
+    The per-app limits use soketi's names with the DEFAULT_APP_ prefix; -1 is unlimited.
+    """
+    return {
+        "DEFAULT_APP_ID": APP["app_id"],
+        "DEFAULT_APP_KEY": APP["key"],
+        "DEFAULT_APP_SECRET": APP["secret"],
+        "DEFAULT_APP_ENABLE_CLIENT_MESSAGES": "true",
+        "DEFAULT_APP_MAX_CONNECTIONS": "-1",
+        "DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC": "-1",
+        "DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC": "-1",
+        "DEFAULT_APP_MAX_READ_REQ_PER_SEC": "-1",
+        "DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL": "100000",
+        "METRICS_ENABLED": "true" if metrics else "false",
+        "METRICS_HOST": HOST,
+        "METRICS_PORT": str(metrics_port),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def realtime_launch(port: int, metrics_port: int, metrics: bool) -> Launch:
+    """`manage.py realtime_serve` from the repository's virtualenv."""
+    python = REPO / ".venv" / "bin" / "python"
+    argv = [str(python if python.exists() else sys.executable), "manage.py", "realtime_serve"]
+    argv += ["--host", HOST, "--port", str(port)]
+    return Launch(argv, realtime_env(port, metrics_port, metrics), REPO)
+
+
+def soketi_launch(port: int, metrics_port: int, metrics: bool) -> Launch:
+    env = soketi.server_env(
+        port, APP["app_id"], APP["key"], APP["secret"], metrics=metrics, metrics_port=metrics_port
+    )
+    return Launch(soketi.server_command(), env, soketi.ROOT)
+
+
+def template_launch(template: str) -> ServerFactory:
+    """A server started from a command template ({python} {host} {port} {metrics_port}).
+
+    It gets Realtime's environment, so Realtime variants (uvicorn, several processes
+    behind one port, ...) need only their command line.
+    """
+
+    def launch(port: int, metrics_port: int, metrics: bool) -> Launch:
+        python = REPO / ".venv" / "bin" / "python"
+        argv = [
+            part.format(python=python, host=HOST, port=port, metrics_port=metrics_port)
+            for part in shlex.split(template)
+        ]
+        return Launch(argv, realtime_env(port, metrics_port, metrics), REPO)
+
+    return launch
+
+
+BUILTIN: dict[str, ServerFactory] = {"realtime": realtime_launch, "soketi": soketi_launch}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(port: int) -> bool:
+    """True once the server answers a WebSocket handshake with connection_established."""
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(
+                (
+                    f"GET /app/{APP['key']}?protocol=7 HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            received = b""
+            deadline = time.monotonic() + 2.0
+            while b"connection_established" not in received and time.monotonic() < deadline:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+            return b"connection_established" in received
+    except OSError:
+        return False
+
+
+class Server:
+    """A server process in its own process group, started and stopped by us."""
+
+    def __init__(self, name: str, factory: ServerFactory, metrics: bool, log_dir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.metrics_port = free_port()
+        launch = factory(self.port, self.metrics_port, metrics)
+        env = dict(os.environ)
+        env.update(launch.env)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            launch.argv,
+            cwd=launch.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
+            if _ready(self.port):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout} s: {self.tail()}")
+
+    def tail(self, lines: int = 15) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace").strip().splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # The group is ours (start_new_session): it holds the server and its workers only.
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+
+
+# Running ---------------------------------------------------------------------------
+
+
+def run_loadgen(server: Server, scenario: str, extra: list[str], timeout: float) -> dict[str, Any]:
+    argv = [sys.executable, str(LOADGEN), scenario, "--host", HOST, "--port", str(server.port)]
+    argv += ["--app-id", APP["app_id"], "--key", APP["key"], "--secret", APP["secret"]]
+    argv += ["--server-pid", str(server.proc.pid), "--timeout", str(timeout), *extra]
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout + 30, check=False, cwd=HERE
+        )
+    except subprocess.TimeoutExpired:
+        return {"scenario": scenario, "ok": False, "error": "loadgen did not finish"}
+    sys.stderr.write(done.stderr)
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    return {"scenario": scenario, "ok": False, "error": f"no JSON line (exit {done.returncode})"}
+
+
+def dig(result: dict[str, Any] | None, path: str) -> Any:
+    value: Any = result
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def median_of(results: list[dict[str, Any]], path: str) -> float | None:
+    values = [v for v in (dig(r, path) for r in results) if isinstance(v, int | float)]
+    return round(statistics.median(values), 4) if values else None
+
+
+def compare(
+    results: dict[str, dict[str, list[dict[str, Any]]]], names: list[str], baseline: str
+) -> dict[str, Any]:
+    """Medians per server and metric, and each server's ratio to the baseline."""
+    table: dict[str, Any] = {}
+    for scenario, path, higher in METRICS:
+        key = f"{scenario}.{path}"
+        medians = {name: median_of(results[name].get(scenario, []), path) for name in names}
+        base = medians.get(baseline)
+        ratios = {
+            name: round(value / base, 3) if value is not None and base else None
+            for name, value in medians.items()
+            if name != baseline
+        }
+        table[key] = {"higher_is_better": higher, "median": medians, "ratio": ratios}
+    checks = {
+        f"{scenario}.{path}": {
+            name: [dig(r, path) for r in results[name].get(scenario, [])] for name in names
+        }
+        for scenario, path in CHECKS
+    }
+    return {"metrics": table, "checks": checks}
+
+
+def render(summary: dict[str, Any], names: list[str], baseline: str) -> str:
+    others = [n for n in names if n != baseline]
+    header = ["metric", *names, *(f"{n}/{baseline}" for n in others), "better"]
+    rows = [header]
+    for key, entry in summary["metrics"].items():
+        rows.append(
+            [
+                key,
+                *(_num(entry["median"][n]) for n in names),
+                *(_num(entry["ratio"].get(n)) for n in others),
+                "higher" if entry["higher_is_better"] else "lower",
+            ]
+        )
+    rows.append(["-- checks (per round)", *["" for _ in header[1:]]])
+    for key, per_server in summary["checks"].items():
+        rows.append(
+            [key, *(",".join(_num(v) for v in per_server[n]) for n in names), *["" for _ in others], ""]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--servers", default="realtime,soketi", help="comma list, in A B order")
+    parser.add_argument("--baseline", default="soketi")
+    parser.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="extra server from a command template with {python} {host} {port} {metrics_port}",
+    )
+    parser.add_argument("--scenarios", default=",".join(SCENARIO_ARGS))
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per measured phase")
+    parser.add_argument("--metrics", action="store_true", help="run the servers with metrics enabled")
+    parser.add_argument("--quick", action="store_true", help="tiny loads, for checking the tooling")
+    parser.add_argument("--out", type=Path, default=None, help="also write the full results here")
+    parser.add_argument(
+        "--log-dir", type=Path, default=Path(tempfile.gettempdir()) / "realtime-bench", help="server logs"
+    )
+    args = parser.parse_args(argv)
+
+    factories = dict(BUILTIN)
+    for spec in args.server:
+        name, _, template = spec.partition("=")
+        if not template:
+            parser.error(f"--server wants NAME=COMMAND, got {spec!r}")
+        factories[name] = template_launch(template)
+    names = [n for n in args.servers.split(",") if n]
+    unknown = [n for n in names if n not in factories]
+    if unknown:
+        parser.error(f"unknown servers {unknown}; known: {sorted(factories)}")
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    if "soketi" in names:
+        soketi.install()
+
+    per_scenario = QUICK_ARGS if args.quick else SCENARIO_ARGS
+    timeout = 60 + 4 * args.duration
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in names}
+    errors: list[str] = []
+    started = time.monotonic()
+    for round_no in range(args.rounds):
+        for scenario in scenarios:
+            for name in names:
+                print(f"-- round {round_no + 1}/{args.rounds}: {scenario} on {name}", file=sys.stderr)
+                server = Server(name, factories[name], args.metrics, args.log_dir)
+                try:
+                    server.wait_ready()
+                    extra = [*per_scenario[scenario], "--duration", str(args.duration)]
+                    result = run_loadgen(server, scenario, extra, timeout)
+                except RuntimeError as exc:
+                    result = {"scenario": scenario, "ok": False, "error": str(exc)}
+                finally:
+                    server.stop()
+                if not result.get("ok"):
+                    errors.append(f"{name} {scenario} round {round_no + 1}: {result.get('error')}")
+                results[name].setdefault(scenario, []).append(result)
+    baseline = args.baseline if args.baseline in names else names[-1]
+    summary = compare(results, names, baseline)
+    report = {
+        "servers": names,
+        "baseline": baseline,
+        "rounds": args.rounds,
+        "duration": args.duration,
+        "metrics_enabled": args.metrics,
+        "wall_s": round(time.monotonic() - started, 1),
+        "errors": errors,
+        **summary,
+    }
+    print(json.dumps(report, separators=(",", ":")), flush=True)
+    print(render(summary, names, baseline), file=sys.stderr)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if args.out is not None:
+        args.out.write_text(json.dumps({**report, "results": results}, indent=1) + "\n")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
