@@ -21,6 +21,7 @@ from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
 from . import events, liveness
+from .background import spawn
 from .conf import get_settings
 from .credentials import AppCredentials, credentials
 from .node import Node, get_node
@@ -74,7 +75,7 @@ class PusherConsumer(AsyncConsumer):
         self._client_events: WindowLimiter | None = None
         self._writer: Any = None
         self._outbox: deque[str] = deque()
-        self._flushing = False
+        self._flush_task: asyncio.Future[None] | None = None
         self._cleaned = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -218,12 +219,12 @@ class PusherConsumer(AsyncConsumer):
     async def _subscribe(self, data: dict[str, Any]) -> None:
         app = self.app
         node = self.node
-        assert app is not None and node is not None  # noqa: S101 (open implies both)
+        assert app is not None and node is not None
         channel = data.get("channel")
         reason = channel_name_error(channel, app.max_channel_name_length)
         if reason is not None:
             raise PusherError(errors.GENERIC_ERROR, reason, channel if isinstance(channel, str) else None)
-        assert isinstance(channel, str)  # noqa: S101
+        assert isinstance(channel, str)
         if channel in self.subscriptions:
             raise PusherError(None, f"Existing subscription to channel {channel}", channel)
         kind = channel_kind(channel)
@@ -270,7 +271,7 @@ class PusherConsumer(AsyncConsumer):
 
     async def _signin(self, data: dict[str, Any]) -> None:
         app = self.app
-        assert app is not None and self.node is not None  # noqa: S101
+        assert app is not None and self.node is not None
         user_data = data.get("user_data")
         signed = user_string_to_sign(self.socket_id, user_data if isinstance(user_data, str) else "")
         if not isinstance(user_data, str) or not verify_token(app.key, app.secret, data.get("auth"), signed):
@@ -298,11 +299,13 @@ class PusherConsumer(AsyncConsumer):
 
     async def _client_event(self, frame: frames.ClientFrame) -> None:
         app = self.app
-        assert app is not None and self.node is not None  # noqa: S101
+        assert app is not None and self.node is not None
         event = frame["event"]
         channel = frame["channel"]
         if not app.enable_client_messages:
-            raise PusherError(errors.CLIENT_EVENT_REJECTED, "Client events are not enabled for this app", channel)
+            raise PusherError(
+                errors.CLIENT_EVENT_REJECTED, "Client events are not enabled for this app", channel
+            )
         if event_name_error(event) is not None:
             raise PusherError(errors.CLIENT_EVENT_REJECTED, "Invalid event name", channel)
         subscription = self.subscriptions.get(channel) if channel else None
@@ -320,7 +323,9 @@ class PusherConsumer(AsyncConsumer):
             raise PusherError(errors.CLIENT_EVENT_REJECTED, "Client event payload too large", channel)
         if self._client_events is not None and not self._client_events.allow():
             stats.incr("rate_limit_triggered", (app.id, "client_events"))
-            raise PusherError(errors.CLIENT_EVENT_REJECTED, "Client event rejected due to rate limit", channel)
+            raise PusherError(
+                errors.CLIENT_EVENT_REJECTED, "Client event rejected due to rate limit", channel
+            )
         await events.client_event(self, app, channel, event, data, subscription.user_id)
 
     # Outbound
@@ -342,9 +347,8 @@ class PusherConsumer(AsyncConsumer):
             writer.write(message.frame)
             return
         self._outbox.append(message.text)
-        if not self._flushing:
-            self._flushing = True
-            asyncio.ensure_future(self._flush())
+        if self._flush_task is None:
+            self._flush_task = spawn(self._flush())
 
     async def _flush(self) -> None:
         try:
@@ -354,7 +358,7 @@ class PusherConsumer(AsyncConsumer):
         except Exception:
             logger.debug("send failed on a closing socket", exc_info=True)
         finally:
-            self._flushing = False
+            self._flush_task = None
 
     def send_error(self, code: int | None, message: str, channel: str | None = None) -> None:
         self.push(frames.error(code, message, channel))
@@ -364,17 +368,19 @@ class PusherConsumer(AsyncConsumer):
         if self.closing:
             return
         self.send_error(code, reason)
-        asyncio.ensure_future(self._close(code, reason))
+        spawn(self._close(code, reason))
 
     def watchlist_changed(self, user_id: str, online: bool) -> None:
-        self.push(frames.watchlist_events([{"name": "online" if online else "offline", "user_ids": [user_id]}]))
+        self.push(
+            frames.watchlist_events([{"name": "online" if online else "offline", "user_ids": [user_id]}])
+        )
 
     async def _close(self, code: int, reason: str) -> None:
         if self.closing:
             return
         # Flush what was queued first: the pusher:error must arrive before the close frame.
-        while self._flushing:
-            await asyncio.sleep(0)
+        if self._flush_task is not None:
+            await self._flush_task
         self.closing = True
         with contextlib.suppress(Exception):
             await self.base_send({"type": "websocket.close", "code": code, "reason": reason[:120]})

@@ -74,9 +74,7 @@ def _snapshot(app) -> AppCredentials:  # type: ignore[no-untyped-def]
         enable_subscription_count=app.enable_subscription_count,
         enable_watchlist_events=app.enable_watchlist_events,
         enable_cache_channels=app.enable_cache_channels,
-        allowed_origins=tuple(
-            line.strip() for line in app.allowed_origins.splitlines() if line.strip()
-        ),
+        allowed_origins=tuple(line.strip() for line in app.allowed_origins.splitlines() if line.strip()),
         max_connections=app.max_connections,
         max_backend_events_per_second=app.max_backend_events_per_second,
         max_client_events_per_second=app.max_client_events_per_second,
@@ -121,9 +119,7 @@ class CredentialsCache:
     async def by_id(self, app_id: str) -> AppCredentials | None:
         return await self._get("id", app_id, self._by_id)
 
-    async def _get(
-        self, field: str, value: str, index: dict[str, AppCredentials]
-    ) -> AppCredentials | None:
+    async def _get(self, field: str, value: str, index: dict[str, AppCredentials]) -> AppCredentials | None:
         app = index.get(value)
         if app is not None:
             self.hits += 1

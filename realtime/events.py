@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import webhooks
+from .background import spawn
 from .conf import get_settings
 from .credentials import AppCredentials
 from .protocol import frames
@@ -35,7 +36,7 @@ async def subscribed(
     member: Member | None,
 ) -> None:
     node = socket.node
-    assert node is not None  # noqa: S101
+    assert node is not None
     count = await node.state.subscribe(app.id, channel, socket.socket_id)
     stats.incr("channel_subscriptions", (app.id, kind.label))
     if count == 1:
@@ -74,14 +75,12 @@ async def unsubscribed(
     socket: PusherConsumer, app: AppCredentials, channel: str, kind: ChannelKind, user_id: str | None
 ) -> None:
     node = socket.node
-    assert node is not None  # noqa: S101
+    assert node is not None
     remaining = await node.state.unsubscribe(app.id, channel, socket.socket_id)
     if remaining is None:
         return
     stats.incr("channel_unsubscriptions", (app.id, kind.label))
-    if user_id is not None and await node.state.remove_member(
-        app.id, channel, socket.socket_id, user_id
-    ):
+    if user_id is not None and await node.state.remove_member(app.id, channel, socket.socket_id, user_id):
         stats.incr("presence_events", (app.id, "member_removed"))
         await node.broker.publish(app.id, [channel], frames.member_removed(channel, user_id))
         webhooks.emit_later(app, "member_removed", channel, user_id=user_id)
@@ -93,7 +92,7 @@ async def unsubscribed(
 
 async def signed_in(socket: PusherConsumer, app: AppCredentials, user: SignedInUser) -> None:
     node = socket.node
-    assert node is not None  # noqa: S101
+    assert node is not None
     first = await node.state.user_connected(app.id, user.user_id, socket.socket_id)
     if user.watchlist:
         online = await node.state.online_users(app.id, list(user.watchlist))
@@ -108,7 +107,7 @@ async def signed_in(socket: PusherConsumer, app: AppCredentials, user: SignedInU
 
 async def signed_out(socket: PusherConsumer, app: AppCredentials, user: SignedInUser) -> None:
     node = socket.node
-    assert node is not None  # noqa: S101
+    assert node is not None
     last = await node.state.user_disconnected(app.id, user.user_id, socket.socket_id)
     if last and app.enable_watchlist_events:
         await node.broker.watchlist_changed(app.id, user.user_id, False)
@@ -123,7 +122,7 @@ async def client_event(
     user_id: str | None,
 ) -> None:
     node = socket.node
-    assert node is not None  # noqa: S101
+    assert node is not None
     # Relayed as the client sent it (object or string), with user_id from the sender's auth.
     frame: dict[str, Any] = {"event": event, "channel": channel, "data": data}
     if user_id is not None:
@@ -156,7 +155,7 @@ async def _subscription_count_changed(
     socket: PusherConsumer, app: AppCredentials, channel: str, count: int
 ) -> None:
     node = socket.node
-    assert node is not None  # noqa: S101
+    assert node is not None
     key = (app.id, channel)
     now = time.monotonic()
     if count > SUBSCRIPTION_COUNT_THROTTLE_ABOVE:
@@ -166,7 +165,7 @@ async def _subscription_count_changed(
                 delay = SUBSCRIPTION_COUNT_INTERVAL - (now - last)
                 loop = asyncio.get_running_loop()
                 _pending_count[key] = loop.call_later(
-                    delay, lambda: asyncio.ensure_future(_send_latest_count(node, app, channel))
+                    delay, lambda: spawn(_send_latest_count(node, app, channel))
                 )
             return
     _last_count_sent[key] = now

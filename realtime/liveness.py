@@ -12,6 +12,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
+from .background import spawn
 from .conf import get_settings
 from .protocol import errors, frames
 
@@ -26,7 +27,7 @@ def track(socket: PusherConsumer) -> None:
     global _task
     _sockets[socket.socket_id] = socket
     if _task is None or _task.done():
-        _task = asyncio.ensure_future(_sweep_forever())
+        _task = spawn(_sweep_forever())
 
 
 def untrack(socket: PusherConsumer) -> None:

@@ -101,7 +101,9 @@ class Registry:
         return len(self.channels.get((app_id, channel), ()))
 
 
-def _discard(index: dict[tuple[str, str], dict[str, LocalSocket]], key: tuple[str, str], socket_id: str) -> None:
+def _discard(
+    index: dict[tuple[str, str], dict[str, LocalSocket]], key: tuple[str, str], socket_id: str
+) -> None:
     members = index.get(key)
     if members is not None:
         members.pop(socket_id, None)

@@ -19,6 +19,7 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from daphne.server import Server
 from twisted.internet import reactor, tcp
 
+from .background import spawn
 from .conf import get_settings
 from .consumers import WRITER_EXTENSION
 from .node import get_node
@@ -81,7 +82,7 @@ def install_shutdown_handlers(server: Server) -> None:
             reactor.stop()
             return
         state["stopping"] = True
-        asyncio.ensure_future(drain(server))
+        spawn(drain(server))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
@@ -103,7 +104,7 @@ async def drain(server: Server) -> None:
             "Server is shutting down, reconnect",
         )
     deadline = loop.time() + conf.SHUTDOWN_GRACE_SECONDS
-    while node.registry.sockets and loop.time() < deadline:
+    while node.registry.sockets and loop.time() < deadline:  # noqa: ASYNC110 (bounded, once per shutdown)
         await asyncio.sleep(0.05)
     try:
         await asyncio.wait_for(node.stop(), timeout=max(0.1, deadline - loop.time()))

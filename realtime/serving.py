@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -71,9 +70,8 @@ def serve(options: ServeOptions, out: TextIO) -> None:
         endpoints.append(_endpoint(options.metrics_host, options.metrics_port))
     conf = get_settings()
 
-    from django.conf import settings
-
     from channels.routing import get_default_application
+    from django.conf import settings
 
     settings.ASGI_APPLICATION  # noqa: B018 (fail early when the host project has none)
     application = get_default_application()
@@ -90,10 +88,11 @@ def serve(options: ServeOptions, out: TextIO) -> None:
     server: Server
 
     def ready() -> None:
+        from .background import spawn
         from .node import get_node
 
         install_shutdown_handlers(server)
-        asyncio.ensure_future(get_node().start())
+        spawn(get_node().start())
 
     server = Server(
         application=application,

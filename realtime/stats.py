@@ -36,9 +36,7 @@ class Histogram:
 
 class Stats:
     def __init__(self) -> None:
-        self.counters: dict[str, defaultdict[tuple[str, ...], int]] = defaultdict(
-            lambda: defaultdict(int)
-        )
+        self.counters: dict[str, defaultdict[tuple[str, ...], int]] = defaultdict(lambda: defaultdict(int))
         self.histograms: dict[str, dict[tuple[str, ...], Histogram]] = defaultdict(dict)
         self.histogram_units: dict[str, str] = {}
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: real ``realtime_serve`` processes and ``redis-server`` instances on free loopback ports."""
+"""Shared fixtures: real `realtime_serve` processes and `redis-server` instances on loopback."""
 
 from __future__ import annotations
 
@@ -199,7 +199,9 @@ def start_server(
     """Start a ``realtime_serve`` subprocess; extra environment variables configure it."""
     started: list[ServerProcess] = []
 
-    def start(env: dict[str, str] | None = None, metrics: bool = True, data_dir: Path | None = None) -> ServerProcess:
+    def start(
+        env: dict[str, str] | None = None, metrics: bool = True, data_dir: Path | None = None
+    ) -> ServerProcess:
         server = start_server_process(
             migrated_db, data_dir or tmp_path_factory.mktemp("server"), env, metrics
         )
