@@ -36,6 +36,7 @@ REPO = HERE.parent
 LOADGEN = HERE / "loadgen.py"
 HOST = "127.0.0.1"
 APP = {"app_id": "bench-app", "key": "bench-key", "secret": "bench-secret"}
+DATA_DIR = Path(tempfile.gettempdir()) / "realtime-bench" / "data"
 
 # Sized so a default run (2 servers x 2 rounds x 6 scenarios) stays under ~5 minutes on
 # the 2-core machine; each is a list of extra loadgen arguments.
@@ -131,14 +132,31 @@ def realtime_env(port: int, metrics_port: int, metrics: bool) -> dict[str, str]:
         "METRICS_HOST": HOST,
         "METRICS_PORT": str(metrics_port),
         "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        # A scratch SQLite database, so a benchmark never touches the developer's var/.
+        "REALTIME_DATA_DIR": str(DATA_DIR),
     }
+
+
+def prepare_realtime() -> None:
+    """Migrate the scratch database once; every Realtime launch of this run shares it."""
+    env = dict(os.environ)
+    env.update(realtime_env(0, 0, False))
+    subprocess.run([_python(), "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True, timeout=120)
+
+
+def _python() -> str:
+    python = REPO / ".venv" / "bin" / "python"
+    return str(python if python.exists() else sys.executable)
 
 
 def realtime_launch(port: int, metrics_port: int, metrics: bool) -> Launch:
     """`manage.py realtime_serve` from the repository's virtualenv."""
-    python = REPO / ".venv" / "bin" / "python"
-    argv = [str(python if python.exists() else sys.executable), "manage.py", "realtime_serve"]
-    argv += ["--host", HOST, "--port", str(port)]
+    argv = [_python(), "manage.py", "realtime_serve", "--host", HOST, "--port", str(port)]
+    if metrics:
+        argv += ["--metrics-host", HOST, "--metrics-port", str(metrics_port)]
+    else:
+        argv.append("--no-metrics")
     return Launch(argv, realtime_env(port, metrics_port, metrics), REPO)
 
 
@@ -157,9 +175,8 @@ def template_launch(template: str) -> ServerFactory:
     """
 
     def launch(port: int, metrics_port: int, metrics: bool) -> Launch:
-        python = REPO / ".venv" / "bin" / "python"
         argv = [
-            part.format(python=python, host=HOST, port=port, metrics_port=metrics_port)
+            part.format(python=_python(), host=HOST, port=port, metrics_port=metrics_port)
             for part in shlex.split(template)
         ]
         return Launch(argv, realtime_env(port, metrics_port, metrics), REPO)
@@ -372,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [s for s in args.scenarios.split(",") if s]
     if "soketi" in names:
         soketi.install()
+    if any(name != "soketi" for name in names):
+        prepare_realtime()
 
     per_scenario = QUICK_ARGS if args.quick else SCENARIO_ARGS
     timeout = 60 + 4 * args.duration

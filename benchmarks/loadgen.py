@@ -378,6 +378,7 @@ async def run_phase(
         await asyncio.sleep(0.02)
     after = probe.sample()
     cpu1 = _self_cpu()
+    connects = sum(pub.http.connects for pub in pool)
     for pub in pool:
         pub.close()
 
@@ -403,6 +404,8 @@ async def run_phase(
         "deliveries_per_s": round(delivered / elapsed, 1),
         "latency_ms": percentiles(phase.latencies),
         "publish_latency_ms": percentiles(phase.publish_latencies),
+        # One per request means the server closed every connection (no keep-alive).
+        "http_connects": connects,
         "server_cpu_s": None if cpu is None else round(cpu, 3),
         "server_cpu_ms_per_1000_deliveries": _per(cpu, delivered / 1000, 1000),
         "loadgen_cpu_util": round((cpu1 - cpu0) / max(time.perf_counter() - phase.started, 1e-9), 3),
@@ -538,6 +541,7 @@ async def scenario_publish(opts: Options, probe: ServerProbe) -> dict[str, Any]:
         "latency_ms": phase["publish_latency_ms"],
         "lost": phase["lost"],
         "server_cpu_ms_per_request": _per(phase["server_cpu_s"], phase["events"], 1000),
+        "http_connects": phase["http_connects"],
         "loadgen_cpu_util": phase["loadgen_cpu_util"],
     }
 
