@@ -1,13 +1,37 @@
-"""Client frames decoded into typed values; server frames encoded to text exactly once (pusher-protocol.md §1.2, §2)."""
+"""Client frames decoded into typed values; server frames encoded to text exactly once.
+
+See pusher-protocol.md §1.2 (double encoding) and §2 (the event catalogue).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypedDict
 
 from .errors import GENERIC_ERROR, PusherError
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# A \uD800-\uDFFF escape may decode to a lone surrogate, which no UTF-8 encoder accepts.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` for untrusted input: every way it can fail is a ValueError.
+
+    Deep nesting (``[[[[...``) raises RecursionError in the stdlib parser, and a lone surrogate
+    escape (``"\\ud800"``) parses but cannot be encoded again when the value is relayed.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text) is not None:  # rare: only then pay for a second pass
+        try:
+            _dumps(value).encode()
+        except UnicodeEncodeError:
+            raise ValueError("JSON contains a lone surrogate") from None
+    return value
 
 
 class ClientFrame(TypedDict):
@@ -19,7 +43,7 @@ class ClientFrame(TypedDict):
 def decode_client_frame(text: str) -> ClientFrame:
     """Parse one client frame; anything that is not an object with a string ``event`` is a PusherError."""
     try:
-        message = json.loads(text)
+        message = loads(text)
     except ValueError:
         raise PusherError(GENERIC_ERROR, "Invalid JSON") from None
     if not isinstance(message, dict):
@@ -37,9 +61,7 @@ def dumps(value: Any) -> str:
     return _dumps(value)
 
 
-def encode_event(
-    event: str, channel: str | None = None, data: Any = None, user_id: str | None = None
-) -> str:
+def encode_event(event: str, channel: str | None = None, data: Any = None, user_id: str | None = None) -> str:
     """One server frame. ``data`` that is not already a string is JSON-encoded into one (double encoding)."""
     frame: dict[str, Any] = {"event": event}
     if channel is not None:
@@ -98,9 +120,7 @@ def member_removed(channel: str, user_id: str) -> str:
 
 
 def subscription_count(channel: str, count: int) -> str:
-    return encode_event(
-        "pusher_internal:subscription_count", channel, data={"subscription_count": count}
-    )
+    return encode_event("pusher_internal:subscription_count", channel, data={"subscription_count": count})
 
 
 def signin_success(user_data: str) -> str:

@@ -33,9 +33,7 @@ PRIVATE = ChannelKind("private", "private", requires_auth=True, client_events=Tr
 ENCRYPTED = ChannelKind("private-encrypted", "encrypted", requires_auth=True, encrypted=True)
 PRESENCE = ChannelKind("presence", "presence", requires_auth=True, presence=True, client_events=True)
 CACHE = ChannelKind("cache", "cache", requires_auth=False, cache=True)
-PRIVATE_CACHE = ChannelKind(
-    "private-cache", "cache", requires_auth=True, cache=True, client_events=True
-)
+PRIVATE_CACHE = ChannelKind("private-cache", "cache", requires_auth=True, cache=True, client_events=True)
 ENCRYPTED_CACHE = ChannelKind(
     "private-encrypted-cache", "cache", requires_auth=True, encrypted=True, cache=True
 )
@@ -55,6 +53,8 @@ _PREFIXES: tuple[tuple[str, ChannelKind], ...] = (
     ("cache-", CACHE),
     (SERVER_TO_USER_PREFIX, SERVER_TO_USER),
 )
+
+_BARE_PREFIXES = frozenset(prefix for prefix, _ in _PREFIXES) - {SERVER_TO_USER_PREFIX}
 
 CHANNEL_TYPE_LABELS: tuple[str, ...] = ("public", "private", "presence", "encrypted", "cache", "user")
 
@@ -78,7 +78,7 @@ def channel_name_error(channel: object, max_length: int = MAX_CHANNEL_NAME_LENGT
         return "Invalid server-to-user channel name"
     if _CHANNEL_RE.fullmatch(channel) is None:
         return "Channel name contains invalid characters"
-    if channel in {"private-", "presence-", "private-encrypted-", "cache-"}:
+    if channel in _BARE_PREFIXES:
         return "Channel name is only a prefix"
     return None
 

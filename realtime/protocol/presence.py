@@ -1,13 +1,16 @@
-"""Presence channel_data and sign-in user_data: parsing, limits and the members payload (pusher-protocol.md §3.3, §5.2-5.3)."""
+"""Presence channel_data and sign-in user_data: parsing, limits and the members payload.
+
+See pusher-protocol.md §3.3 (presence limits) and §5.2-5.3 (what is signed).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import GENERIC_ERROR, UNAUTHORIZED, PusherError
+from .frames import loads
 from .names import user_id_error
 
 
@@ -39,11 +42,9 @@ def parse_channel_data(channel_data: object, max_member_size_kb: float) -> Membe
     if not isinstance(channel_data, str):
         raise PusherError(GENERIC_ERROR, "channel_data must be a JSON string")
     if len(channel_data.encode()) > max_member_size_kb * 1024:
-        raise PusherError(
-            GENERIC_ERROR, f"Presence member data is larger than {max_member_size_kb} KB"
-        )
+        raise PusherError(GENERIC_ERROR, f"Presence member data is larger than {max_member_size_kb} KB")
     try:
-        data = json.loads(channel_data)
+        data = loads(channel_data)
     except ValueError:
         raise PusherError(GENERIC_ERROR, "channel_data is not valid JSON") from None
     if not isinstance(data, dict):
@@ -58,7 +59,7 @@ def parse_user_data(user_data: object) -> SignedInUser:
     if not isinstance(user_data, str):
         raise PusherError(UNAUTHORIZED, "user_data must be a JSON string")
     try:
-        data = json.loads(user_data)
+        data = loads(user_data)
     except ValueError:
         raise PusherError(UNAUTHORIZED, "user_data is not valid JSON") from None
     if not isinstance(data, dict):

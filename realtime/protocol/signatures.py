@@ -1,4 +1,7 @@
-"""HMAC-SHA256 signing for channel auth, user sign-in, the HTTP API and webhooks (pusher-protocol.md §5, §7.1, §8)."""
+"""HMAC-SHA256 signing for channel auth, user sign-in, the HTTP API and webhooks.
+
+See pusher-protocol.md §5 (channels and sign-in), §7.1 (HTTP API) and §8 (webhooks).
+"""
 
 from __future__ import annotations
 
@@ -26,9 +29,7 @@ def user_string_to_sign(socket_id: str, user_data: str) -> str:
     return f"{socket_id}::user::{user_data}"
 
 
-def channel_auth(
-    key: str, secret: str, socket_id: str, channel: str, channel_data: str | None = None
-) -> str:
+def channel_auth(key: str, secret: str, socket_id: str, channel: str, channel_data: str | None = None) -> str:
     """The ``auth`` token an app's auth endpoint returns: ``"<key>:<hex>"``."""
     return f"{key}:{sign(secret, channel_string_to_sign(socket_id, channel, channel_data))}"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 
-_SOCKET_ID_RE = re.compile(r"\d+\.\d+")
+# [0-9], not \d: \d also matches other scripts' digits ("١٢.٣").
+_SOCKET_ID_RE = re.compile(r"[0-9]+\.[0-9]+")
 
 
 def new_socket_id() -> str:
