@@ -39,8 +39,18 @@ def env_int(name: str, default: int | None) -> int | None:
         number = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
-    # -1 (soketi's convention) and 0 mean "unlimited" for limits.
+    # -1 (soketi's convention) means "none" (unlimited, unset).
     return None if number < 0 else number
+
+
+def env_limit(name: str, default: int | None, *, unlimited: bool = True) -> int | None:
+    """A per-app limit: -1 and 0 mean unlimited where the limit may be absent, else it must be positive."""
+    number = env_int(name, default)
+    if number is None or number == 0:
+        if unlimited:
+            return None
+        raise ImproperlyConfigured(f"{name} must be a positive integer")
+    return number
 
 
 def env_float(name: str, default: float) -> float:
@@ -67,9 +77,7 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
-CSRF_TRUSTED_ORIGINS = [
-    o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
-]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
 INSTALLED_APPS = [
     "daphne",
@@ -137,15 +145,37 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 
 
+def _webhooks(raw: str) -> list[dict[str, object]]:
+    try:
+        webhooks = json.loads(raw) if raw.strip() else []
+    except ValueError:
+        raise ImproperlyConfigured("DEFAULT_APP_WEBHOOKS must be a JSON list") from None
+    if not isinstance(webhooks, list) or not all(
+        isinstance(hook, dict) and isinstance(hook.get("url"), str) for hook in webhooks
+    ):
+        raise ImproperlyConfigured('DEFAULT_APP_WEBHOOKS must be a JSON list of objects with a "url"')
+    return webhooks
+
+
+# Per-app limits of the default app: (default, may be unlimited, soketi's name for it).
+_DEFAULT_APP_LIMITS: dict[str, tuple[int | None, bool, str | None]] = {
+    "max_connections": (None, True, None),
+    "max_backend_events_per_second": (None, True, "DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC"),
+    "max_client_events_per_second": (10, True, "DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC"),
+    "max_read_requests_per_second": (None, True, "DEFAULT_APP_MAX_READ_REQ_PER_SEC"),
+    "max_presence_members_per_channel": (100, True, None),
+    "max_presence_member_size_kb": (2, False, "DEFAULT_APP_MAX_PRESENCE_MEMBER_SIZE_IN_KB"),
+    "max_event_payload_kb": (10, False, "DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB"),
+    "max_event_channels_at_once": (100, False, None),
+    "max_event_batch_size": (10, False, None),
+    "max_channel_name_length": (200, False, None),
+}
+
+
 def _default_app() -> dict[str, object] | None:
     app_id = os.environ.get("DEFAULT_APP_ID")
     if not app_id:
         return None
-    webhooks = os.environ.get("DEFAULT_APP_WEBHOOKS", "")
-    try:
-        parsed_webhooks = json.loads(webhooks) if webhooks else []
-    except ValueError:
-        raise ImproperlyConfigured("DEFAULT_APP_WEBHOOKS must be a JSON list") from None
     app: dict[str, object] = {
         "id": app_id,
         "key": os.environ.get("DEFAULT_APP_KEY", ""),
@@ -154,47 +184,21 @@ def _default_app() -> dict[str, object] | None:
         "enabled": env_bool("DEFAULT_APP_ENABLED", True),
         "enable_client_messages": env_bool("DEFAULT_APP_ENABLE_CLIENT_MESSAGES", False),
         "enable_user_authentication": env_bool("DEFAULT_APP_ENABLE_USER_AUTHENTICATION", False),
-        "user_authentication_timeout": env_int("DEFAULT_APP_USER_AUTHENTICATION_TIMEOUT", 30),
+        "user_authentication_timeout": env_int("DEFAULT_APP_USER_AUTHENTICATION_TIMEOUT", 30) or 0,
         "enable_subscription_count": env_bool("DEFAULT_APP_ENABLE_SUBSCRIPTION_COUNT", False),
         "enable_watchlist_events": env_bool("DEFAULT_APP_ENABLE_WATCHLIST_EVENTS", False),
         "enable_cache_channels": env_bool("DEFAULT_APP_ENABLE_CACHE_CHANNELS", True),
-        "allowed_origins": os.environ.get("DEFAULT_APP_ALLOWED_ORIGINS", "").replace(",", "\n"),
-        "webhooks": parsed_webhooks,
+        "allowed_origins": "\n".join(
+            o.strip() for o in os.environ.get("DEFAULT_APP_ALLOWED_ORIGINS", "").split(",") if o.strip()
+        ),
+        "webhooks": _webhooks(os.environ.get("DEFAULT_APP_WEBHOOKS", "")),
     }
-    limits = {
-        "max_connections": None,
-        "max_backend_events_per_second": None,
-        "max_client_events_per_second": 10,
-        "max_read_requests_per_second": None,
-        "max_presence_members_per_channel": 100,
-        "max_presence_member_size_kb": 2,
-        "max_event_payload_kb": 10,
-        "max_event_channels_at_once": 100,
-        "max_event_batch_size": 10,
-        "max_channel_name_length": 200,
-    }
-    aliases = {  # soketi's names, so an operator's existing environment keeps working
-        "max_backend_events_per_second": "DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC",
-        "max_client_events_per_second": "DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC",
-        "max_read_requests_per_second": "DEFAULT_APP_MAX_READ_REQ_PER_SEC",
-        "max_presence_member_size_kb": "DEFAULT_APP_MAX_PRESENCE_MEMBER_SIZE_IN_KB",
-        "max_event_payload_kb": "DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB",
-        "max_event_batch_size": "DEFAULT_APP_MAX_EVENT_BATCH_SIZE",
-    }
-    for field, default in limits.items():
+    for field, (default, unlimited, alias) in _DEFAULT_APP_LIMITS.items():
         name = f"DEFAULT_APP_{field.upper()}"
-        value = env_int(name, default) if name in os.environ else default
-        if field in aliases and aliases[field] in os.environ:
-            value = env_int(aliases[field], default)
-        if value is None and field not in {
-            "max_connections",
-            "max_backend_events_per_second",
-            "max_client_events_per_second",
-            "max_read_requests_per_second",
-            "max_presence_members_per_channel",
-        }:
-            raise ImproperlyConfigured(f"{name} must be a positive integer")
-        app[field] = value
+        # Our name wins over soketi's when both are set.
+        if not os.environ.get(name, "").strip() and alias and os.environ.get(alias, "").strip():
+            name = alias
+        app[field] = env_limit(name, default, unlimited=unlimited)
     return app
 
 
@@ -208,8 +212,12 @@ REALTIME: dict[str, object] = {
     "REDIS_URL": _redis_url,
     "REDIS_PREFIX": os.environ.get("REDIS_PREFIX", "realtime"),
     "REDIS_MAX_CONNECTIONS": env_int("REDIS_MAX_CONNECTIONS", 200),
+    "REDIS_SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 5.0),
+    "NODE_HEARTBEAT_SECONDS": env_float("NODE_HEARTBEAT_SECONDS", 5.0),
     "DEAD_NODE_TIMEOUT": env_float("DEAD_NODE_TIMEOUT", 30.0),
     "SHUTDOWN_GRACE_SECONDS": env_float("SHUTDOWN_GRACE_SECONDS", 10.0),
+    "WEBHOOK_DELAY_SECONDS": env_float("WEBHOOK_DELAY_SECONDS", 3.0),
+    "WEBHOOK_RETRY_SECONDS": env_float("WEBHOOK_RETRY_SECONDS", 300.0),
     "DEFAULT_APP": _default_app(),
 }
 
@@ -223,6 +231,7 @@ REALTIME_METRICS: dict[str, object] = {
     "DRIVER": os.environ.get("METRICS_DRIVER", "prometheus"),
     "PREFIX": _metrics_prefix,
     "COMPAT": os.environ.get("METRICS_COMPAT", ""),
+    "COMPAT_PREFIX": os.environ.get("METRICS_COMPAT_PREFIX", "soketi_"),
 }
 
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
