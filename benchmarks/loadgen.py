@@ -103,6 +103,14 @@ def _cpu_delta(before: dict[str, Any], after: dict[str, Any]) -> float | None:
     return after["cpu_s"] - before["cpu_s"]
 
 
+def _machine_busy() -> float:
+    """CPU seconds all cores spent busy since boot (user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields)
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def _self_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -852,6 +860,7 @@ async def run(opts: Options) -> dict[str, Any]:
     """Run one scenario under its hard time cap and return its result dict."""
     probe = ServerProbe(opts.server_pid)
     started = time.perf_counter()
+    busy0, self0, server0 = _machine_busy(), _self_cpu(), probe.sample()
     result: dict[str, Any] = {"scenario": opts.scenario, "target": f"{opts.host}:{opts.port}"}
     try:
         result.update(await asyncio.wait_for(RUNNERS[opts.scenario](opts, probe), opts.timeout))
@@ -860,8 +869,14 @@ async def run(opts: Options) -> dict[str, Any]:
         result.update({"ok": False, "error": f"timed out after {opts.timeout} s"})
     except OSError as exc:
         result.update({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
-    result["wall_s"] = round(time.perf_counter() - started, 2)
-    result["server"] = {"pid": opts.server_pid, **probe.sample()}
+    wall = time.perf_counter() - started
+    result["wall_s"] = round(wall, 2)
+    server1 = probe.sample()
+    result["server"] = {"pid": opts.server_pid, **server1}
+    # Cores kept busy by anything but the server and this generator: on a shared 2-core
+    # machine a value much above 0 means the run was disturbed and should be repeated.
+    others = _machine_busy() - busy0 - (_self_cpu() - self0) - (_cpu_delta(server0, server1) or 0.0)
+    result["other_cpu_util"] = round(max(0.0, others) / max(wall, 1e-9), 3)
     return result
 
 
