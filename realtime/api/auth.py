@@ -20,7 +20,9 @@ async def authenticate(request: HttpRequest, app_id: str | None) -> AppCredentia
     params = {key: request.GET[key] for key in request.GET}
     if app_id is None:
         key = params.get("auth_key")
-        app = await credentials.by_key(key) if key else None
+        if not key:
+            raise ApiError(401, "Missing authentication parameters: auth_key", "missing_params")
+        app = await credentials.by_key(key)
     else:
         app = await credentials.by_id(app_id)
     if app is None:

@@ -13,7 +13,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from .. import events
 from ..credentials import AppCredentials
@@ -31,6 +33,23 @@ logger = logging.getLogger(__name__)
 View = Callable[..., Awaitable[dict[str, Any]]]
 
 
+# Metric label values must come from a bounded set: a client may send any method token.
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+def _method_label(request: HttpRequest) -> str:
+    method = request.method or "GET"
+    return method if method in _METHODS else "other"
+
+
+def _body_size(request: HttpRequest) -> int:
+    # The declared length: reading the body again could raise (RequestDataTooBig).
+    try:
+        return max(0, int(request.META.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0
+
+
 def api_view(endpoint: str, methods: tuple[str, ...], *, read: bool = False) -> Callable[[View], Any]:
     """Authenticate, rate-limit, run the view, render JSON or an ApiError, and count it."""
 
@@ -38,15 +57,21 @@ def api_view(endpoint: str, methods: tuple[str, ...], *, read: bool = False) -> 
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, app_id: str | None = None, **kwargs: Any) -> HttpResponse:
             started = time.perf_counter()
-            method = request.method or "GET"
+            method = _method_label(request)
+            app_label = ""
             try:
                 if method not in methods:
                     raise ApiError(405, f"Method {method} not allowed")
                 app = await authenticate(request, app_id)
+                app_label = app.id
                 if read and not app_limiters.allow(app.id, "read_requests", app.max_read_requests_per_second):
                     stats.incr("rate_limit_triggered", (app.id, "read_requests"))
                     raise ApiError(429, "Too many read requests")
                 response: HttpResponse = JsonResponse(await view(request, app, **kwargs))
+            except RequestDataTooBig:
+                response = render(ApiError(413, "Request body too large"))
+            except (TooManyFieldsSent, SuspiciousOperation):
+                response = render(ApiError(400, "Bad request"))
             except ApiError as error:
                 if error.status == 401 or error.reason == "unknown_app":
                     stats.incr("api_authentication_failures", (error.app_id, error.reason))
@@ -61,6 +86,10 @@ def api_view(endpoint: str, methods: tuple[str, ...], *, read: bool = False) -> 
                 stats.incr("http_errors", (endpoint, status))
             stats.observe("http_request_duration", time.perf_counter() - started, (method, endpoint))
             stats.observe("http_response_size", len(response.content), (endpoint,), unit="bytes")
+            if app_label:  # per app, for soketi's families (METRICS_COMPAT=soketi)
+                stats.incr("http_calls_received", (app_label,))
+                stats.incr("http_received_bytes", (app_label,), _body_size(request))
+                stats.incr("http_transmitted_bytes", (app_label,), len(response.content))
             return response
 
         wrapper.csrf_exempt = True  # type: ignore[attr-defined]
@@ -74,8 +103,10 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     if content_type != "application/json":
         raise ApiError(415, "Content-Type must be application/json")
     try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+        # UTF-8 only (RFC 8259 §8.1); frames.loads turns deep nesting and lone surrogates into
+        # ValueError, which would otherwise surface as a 500.
+        body = frames.loads(request.body.decode())
+    except ValueError:
         raise ApiError(400, "Request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object")
@@ -112,10 +143,7 @@ def _validate_event(app: AppCredentials, body: dict[str, Any], *, batch: bool) -
         raise ApiError(413, f"Event data is larger than {app.max_event_payload_kb} KB")
     if "channels" in body and "channel" in body:
         raise ApiError(400, "Give either channel or channels, not both")
-    if batch or "channel" in body:
-        channels = [body.get("channel")]
-    else:
-        channels = body.get("channels")
+    channels = [body.get("channel")] if batch or "channel" in body else body.get("channels")
     if not isinstance(channels, list) or not channels:
         raise ApiError(400, "channels must be a non-empty list of channel names")
     if len(channels) > app.max_event_channels_at_once:
@@ -134,7 +162,9 @@ def _validate_event(app: AppCredentials, body: dict[str, Any], *, batch: bool) -
     return _Event(name, data, list(dict.fromkeys(channels)), socket_id, info)  # type: ignore[arg-type]
 
 
-def _check_info_attribute(app: AppCredentials, attribute: str, channels: list[str], *, allow_cache: bool) -> None:
+def _check_info_attribute(
+    app: AppCredentials, attribute: str, channels: list[str], *, allow_cache: bool
+) -> None:
     for channel in channels:
         kind = channel_kind(channel)
         if attribute == "user_count":
@@ -144,7 +174,9 @@ def _check_info_attribute(app: AppCredentials, attribute: str, channels: list[st
             if kind.presence:
                 raise ApiError(400, "subscription_count is not available for presence channels")
             if not app.enable_subscription_count:
-                raise ApiError(400, "subscription_count requires subscription counting to be enabled for the app")
+                raise ApiError(
+                    400, "subscription_count requires subscription counting to be enabled for the app"
+                )
         elif attribute == "cache" and allow_cache:
             if not kind.cache:
                 raise ApiError(400, "cache is only available for cache channels")
@@ -213,7 +245,9 @@ async def trigger_batch(request: HttpRequest, app: AppCredentials) -> dict[str, 
     results = [await _publish(app, event) for event in validated]
     if not any(event.info for event in validated):
         return {}
-    return {"batch": [info.get(event.channels[0], {}) for event, info in zip(validated, results, strict=True)]}
+    return {
+        "batch": [info.get(event.channels[0], {}) for event, info in zip(validated, results, strict=True)]
+    }
 
 
 @api_view("channels", ("GET",), read=True)
@@ -260,3 +294,11 @@ async def channel_users(request: HttpRequest, app: AppCredentials, channel_name:
 async def terminate_connections(request: HttpRequest, app: AppCredentials, user_id: str) -> dict[str, Any]:
     await get_node().broker.terminate_user(app.id, user_id)
     return {}
+
+
+@csrf_exempt
+async def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Any other path under the API: JSON like every API answer, not Django's HTML page."""
+    stats.incr("http_requests", (_method_label(request), "not_found", "404"))
+    stats.incr("http_errors", ("not_found", "404"))
+    return render(ApiError(404, "Not found"))
