@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -14,6 +15,9 @@ from .models import App, Webhook
 class WebhookInline(admin.TabularInline):
     model = Webhook
     extra = 0
+    # Without assume_scheme Django 5.2 warns (RemovedInDjango60Warning) on every form build,
+    # and a scheme-less URL typed into the admin should be https anyway.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fields = ("url", "event_types", "headers", "filter_prefix", "filter_suffix")
 
 

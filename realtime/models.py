@@ -46,9 +46,7 @@ def _limit(default: int | None, help_text: str) -> models.PositiveIntegerField:
 
 
 class App(models.Model):
-    id = models.CharField(
-        "app id", primary_key=True, max_length=64, default=new_app_id, validators=[_token]
-    )
+    id = models.CharField("app id", primary_key=True, max_length=64, default=new_app_id, validators=[_token])
     key = models.CharField(max_length=64, unique=True, default=new_key, validators=[_token])
     secret = models.CharField(max_length=128, default=new_secret, editable=False)
     name = models.CharField(max_length=200, blank=True)
@@ -121,15 +119,15 @@ class Webhook(models.Model):
         default=list, help_text=f"A JSON list of: {', '.join(WEBHOOK_EVENT_TYPES)}."
     )
     headers = models.JSONField(default=dict, blank=True, help_text="Extra HTTP headers, a JSON object.")
-    filter_prefix = models.CharField(
-        "channel name starts with", max_length=200, blank=True
-    )
+    filter_prefix = models.CharField("channel name starts with", max_length=200, blank=True)
     filter_suffix = models.CharField("channel name ends with", max_length=200, blank=True)
 
     def __str__(self) -> str:
         return self.url
 
     def clean(self) -> None:
+        if self.headers is None:  # an emptied "headers" box in the admin means no extra headers
+            self.headers = {}
         if not isinstance(self.event_types, list) or not self.event_types:
             raise ValidationError({"event_types": "Give a non-empty list of event types."})
         unknown = [e for e in self.event_types if e not in WEBHOOK_EVENT_TYPES]

@@ -7,55 +7,215 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='App',
+            name="App",
             fields=[
-                ('id', models.CharField(default=realtime.models.new_app_id, max_length=64, primary_key=True, serialize=False, validators=[django.core.validators.RegexValidator('\\A[A-Za-z0-9_.-]+\\Z', "Letters, digits, '_', '.' and '-' only.")], verbose_name='app id')),
-                ('key', models.CharField(default=realtime.models.new_key, max_length=64, unique=True, validators=[django.core.validators.RegexValidator('\\A[A-Za-z0-9_.-]+\\Z', "Letters, digits, '_', '.' and '-' only.")])),
-                ('secret', models.CharField(default=realtime.models.new_secret, editable=False, max_length=128)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('enabled', models.BooleanField(default=True)),
-                ('enable_client_messages', models.BooleanField(default=False, help_text='Let clients send client-* events.', verbose_name='client events')),
-                ('enable_user_authentication', models.BooleanField(default=False, help_text='Accept pusher:signin.', verbose_name='user authentication')),
-                ('user_authentication_timeout', models.PositiveIntegerField(default=0, help_text='Seconds a connection may stay without signing in (close 4009). 0 disables it.')),
-                ('enable_subscription_count', models.BooleanField(default=False, help_text='Send pusher_internal:subscription_count and allow info=subscription_count.', verbose_name='subscription counting')),
-                ('enable_watchlist_events', models.BooleanField(default=False, verbose_name='watchlist events')),
-                ('enable_cache_channels', models.BooleanField(default=True, verbose_name='cache channels')),
-                ('allowed_origins', models.TextField(blank=True, help_text='One origin per line (https://example.com, or *.example.com). Empty allows all.')),
-                ('max_connections', models.PositiveIntegerField(blank=True, default=None, help_text='Concurrent connections. Empty means unlimited.', null=True, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_backend_events_per_second', models.PositiveIntegerField(blank=True, default=None, help_text='Events published through the HTTP API per second. Empty means unlimited.', null=True, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_client_events_per_second', models.PositiveIntegerField(blank=True, default=10, help_text='Client events per connection per second. Empty means unlimited.', null=True, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_read_requests_per_second', models.PositiveIntegerField(blank=True, default=None, help_text='HTTP API read requests per second. Empty means unlimited.', null=True, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_presence_members_per_channel', models.PositiveIntegerField(blank=True, default=100, help_text='Presence members. Empty means unlimited.', null=True, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_presence_member_size_kb', models.PositiveIntegerField(default=2, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_event_payload_kb', models.PositiveIntegerField(default=10, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_event_channels_at_once', models.PositiveIntegerField(default=100, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_event_batch_size', models.PositiveIntegerField(default=10, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_channel_name_length', models.PositiveIntegerField(default=200, validators=[django.core.validators.MinValueValidator(1)])),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.CharField(
+                        default=realtime.models.new_app_id,
+                        max_length=64,
+                        primary_key=True,
+                        serialize=False,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "\\A[A-Za-z0-9_.-]+\\Z", "Letters, digits, '_', '.' and '-' only."
+                            )
+                        ],
+                        verbose_name="app id",
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(
+                        default=realtime.models.new_key,
+                        max_length=64,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "\\A[A-Za-z0-9_.-]+\\Z", "Letters, digits, '_', '.' and '-' only."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "secret",
+                    models.CharField(default=realtime.models.new_secret, editable=False, max_length=128),
+                ),
+                ("name", models.CharField(blank=True, max_length=200)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "enable_client_messages",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Let clients send client-* events.",
+                        verbose_name="client events",
+                    ),
+                ),
+                (
+                    "enable_user_authentication",
+                    models.BooleanField(
+                        default=False, help_text="Accept pusher:signin.", verbose_name="user authentication"
+                    ),
+                ),
+                (
+                    "user_authentication_timeout",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="Seconds a connection may stay without signing in (close 4009). 0 disables it.",
+                    ),
+                ),
+                (
+                    "enable_subscription_count",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Send pusher_internal:subscription_count and allow info=subscription_count.",
+                        verbose_name="subscription counting",
+                    ),
+                ),
+                (
+                    "enable_watchlist_events",
+                    models.BooleanField(default=False, verbose_name="watchlist events"),
+                ),
+                ("enable_cache_channels", models.BooleanField(default=True, verbose_name="cache channels")),
+                (
+                    "allowed_origins",
+                    models.TextField(
+                        blank=True,
+                        help_text="One origin per line (https://example.com, or *.example.com). Empty allows all.",
+                    ),
+                ),
+                (
+                    "max_connections",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        default=None,
+                        help_text="Concurrent connections. Empty means unlimited.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "max_backend_events_per_second",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        default=None,
+                        help_text="Events published through the HTTP API per second. Empty means unlimited.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "max_client_events_per_second",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        default=10,
+                        help_text="Client events per connection per second. Empty means unlimited.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "max_read_requests_per_second",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        default=None,
+                        help_text="HTTP API read requests per second. Empty means unlimited.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "max_presence_members_per_channel",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        default=100,
+                        help_text="Presence members. Empty means unlimited.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "max_presence_member_size_kb",
+                    models.PositiveIntegerField(
+                        default=2, validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                (
+                    "max_event_payload_kb",
+                    models.PositiveIntegerField(
+                        default=10, validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                (
+                    "max_event_channels_at_once",
+                    models.PositiveIntegerField(
+                        default=100, validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                (
+                    "max_event_batch_size",
+                    models.PositiveIntegerField(
+                        default=10, validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                (
+                    "max_channel_name_length",
+                    models.PositiveIntegerField(
+                        default=200, validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name', 'id'],
+                "ordering": ["name", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Webhook',
+            name="Webhook",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('url', models.URLField(max_length=500)),
-                ('event_types', models.JSONField(default=list, help_text='A JSON list of: channel_occupied, channel_vacated, member_added, member_removed, client_event, cache_miss, subscription_count.')),
-                ('headers', models.JSONField(blank=True, default=dict, help_text='Extra HTTP headers, a JSON object.')),
-                ('filter_prefix', models.CharField(blank=True, max_length=200, verbose_name='channel name starts with')),
-                ('filter_suffix', models.CharField(blank=True, max_length=200, verbose_name='channel name ends with')),
-                ('app', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='webhooks', to='realtime.app')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("url", models.URLField(max_length=500)),
+                (
+                    "event_types",
+                    models.JSONField(
+                        default=list,
+                        help_text="A JSON list of: channel_occupied, channel_vacated, member_added, member_removed, client_event, cache_miss, subscription_count.",
+                    ),
+                ),
+                (
+                    "headers",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="Extra HTTP headers, a JSON object."
+                    ),
+                ),
+                (
+                    "filter_prefix",
+                    models.CharField(blank=True, max_length=200, verbose_name="channel name starts with"),
+                ),
+                (
+                    "filter_suffix",
+                    models.CharField(blank=True, max_length=200, verbose_name="channel name ends with"),
+                ),
+                (
+                    "app",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="webhooks",
+                        to="realtime.app",
+                    ),
+                ),
             ],
         ),
     ]
