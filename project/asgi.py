@@ -16,10 +16,11 @@ django_application = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from metrics.asgi import SiteRouter  # noqa: E402
+from realtime.api.asgi import ApiApplication  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = SiteRouter(
     public=ProtocolTypeRouter(
-        {"http": django_application, "websocket": URLRouter(websocket_urlpatterns)}
+        {"http": ApiApplication(django_application), "websocket": URLRouter(websocket_urlpatterns)}
     )
 )

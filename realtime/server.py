@@ -65,6 +65,18 @@ class FrameWriter:
 
 
 class RealtimeServer(Server):
+    async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
+        # daphne's serverClose drops the close reason; Pusher closes carry one (§1.5).
+        if (
+            message.get("type") == "websocket.close"
+            and message.get("reason")
+            and getattr(protocol, "state", None) == WebSocketProtocol.STATE_OPEN
+            and not self.connections.get(protocol, {}).get("disconnected")
+        ):
+            protocol.sendClose(code=message.get("code") or 1000, reason=message["reason"][:120])
+            return
+        await super().handle_reply(protocol, message)
+
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
         if scope.get("type") == "websocket" and getattr(protocol, "_perMessageCompress", None) is None:
             scope.setdefault("extensions", {})[WRITER_EXTENSION] = FrameWriter(protocol)

@@ -39,7 +39,9 @@ async def refused(url: str) -> tuple[list[dict], int | None]:
 
 
 async def test_unknown_key_is_refused_with_4001(server) -> None:
-    frames, code = await refused(server.ws_url(key="no-such-key"))
+    async with websockets.connect(server.ws_url(key="no-such-key")) as ws:
+        frames, code = await until_closed(ws)
+        assert ws.close_reason == "Application does not exist"
     assert code == 4001
     assert frames[0]["event"] == "pusher:error"
     assert json.loads(frames[0]["data"])["code"] == 4001
