@@ -32,6 +32,10 @@ class RealtimeSettings:
     REDIS_URL: str = ""
     REDIS_PREFIX: str = "realtime"
     REDIS_MAX_CONNECTIONS: int = 200
+    # Connect, read and pool-wait timeout of Redis calls: a stalled Redis counts as down after it.
+    REDIS_SOCKET_TIMEOUT: float = 5.0
+    # Heartbeat period (at most DEAD_NODE_TIMEOUT / 3); a node silent for DEAD_NODE_TIMEOUT
+    # is reaped by the survivors, with member_removed for its presence members.
     NODE_HEARTBEAT_SECONDS: float = 5.0
     DEAD_NODE_TIMEOUT: float = 30.0
     SHUTDOWN_GRACE_SECONDS: float = 10.0

@@ -12,6 +12,32 @@ import time
 from collections import defaultdict
 from typing import Any, Protocol
 
+from .api.errors import ApiError
+from .protocol.errors import RECONNECT, PusherError
+
+
+class BackendUnavailable(PusherError, ApiError):
+    """The shared state or broker cannot be reached (Redis down): nothing was changed.
+
+    Both a protocol error and an HTTP API error, so that each side reports it in its one place
+    without knowing about Redis: the socket gets ``pusher:error`` 4200 and is closed so the client
+    reconnects and resubscribes (pub/sub delivery is at most once, so it must resync), and the HTTP
+    API answers 503. While the node is known to be down, calls fail fast with 4100 instead, which
+    pusher-js answers by reconnecting after a back-off rather than at once.
+    """
+
+    def __init__(
+        self, message: str = "Service temporarily unavailable, reconnect", code: int = RECONNECT
+    ) -> None:
+        # Both bases call super().__init__ with their own arguments: set the fields directly.
+        Exception.__init__(self, message)
+        self.code: int | None = code
+        self.message = message
+        self.channel: str | None = None
+        self.status = 503
+        self.reason = "unavailable"
+        self.app_id = ""
+
 
 class State(Protocol):
     async def add_connection(self, app_id: str, socket_id: str) -> int: ...

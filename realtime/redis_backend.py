@@ -1,0 +1,389 @@
+"""Several nodes sharing Redis: the connection and its health, the heartbeat, and reaping dead nodes.
+
+``RedisBackend`` owns the Redis clients and runs one supervisor task per process. While Redis
+answers, the node is *up*: it heartbeats, reads the pub/sub bus and reaps nodes whose heartbeat
+stopped. When Redis fails (a command, the bus connection, or the heartbeat finding this node gone),
+the node goes *down* at once: ``/ready`` answers 503, every socket is closed with 4200 (pub/sub is
+at most once, so clients must resubscribe to resync), new sockets are refused with 4100 (pusher-js
+backs off), state calls fail fast with ``BackendUnavailable`` (HTTP API 503) and the supervisor
+retries with backoff. Each up period writes under a fresh node id, and the ids of earlier periods
+are reaped on recovery like a dead node's, so nothing a closed socket held can linger.
+
+Dead nodes: a node's heartbeat is a score (Redis' clock, so node clocks may differ) in ``P:nodes``.
+A survivor that finds a score older than ``DEAD_NODE_TIMEOUT`` moves it to ``P:reaping`` with a
+lease in one script, so one node claims it; if that node dies mid-way the lease runs out and
+another resumes. ``RedisState.reap`` makes each removal (and its member_removed) happen once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError, ReadOnlyError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from . import webhooks
+from .conf import RealtimeSettings, get_settings
+from .credentials import AppCredentials, credentials
+from .node import Node
+from .protocol import errors, frames
+from .protocol.names import channel_kind
+from .redis_broker import RedisBroker, bus_channel, invalidation_message
+from .redis_state import RedisState, Removed
+from .registry import Registry
+from .state import BackendUnavailable
+from .stats import stats
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Errors that mean "Redis is not there": the node goes down. A replica promoted during a failover
+# answers READONLY to writes until clients reconnect, which is the same situation.
+OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[2] == '1' or redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  return 1
+end
+return 0
+"""
+
+_CLAIM_DEAD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local claimed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+for _, node in ipairs(claimed) do
+  redis.call('ZREM', KEYS[1], node)
+end
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+  table.insert(claimed, node)
+end
+for _, node in ipairs(claimed) do
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), node)
+end
+return claimed
+"""
+
+REFUSED = "Service temporarily unavailable, reconnect later"
+CLOSED = "Service temporarily unavailable, reconnect"
+
+
+class LostRegistration(Exception):
+    """This node's heartbeat entry is gone: it was reaped as dead, or Redis lost its data."""
+
+
+class RedisBackend:
+    def __init__(self, registry: Registry, conf: RealtimeSettings) -> None:
+        self.registry = registry
+        self.prefix = conf.REDIS_PREFIX
+        # Constant for the process: the origin of bus messages. node_id changes per up period.
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._epoch = 0
+        self.node_id = self._next_node_id()
+        self.dead_after = conf.DEAD_NODE_TIMEOUT
+        self.heartbeat_interval = max(0.05, min(conf.NODE_HEARTBEAT_SECONDS, conf.DEAD_NODE_TIMEOUT / 3))
+        timeout = self.socket_timeout = conf.REDIS_SOCKET_TIMEOUT
+        # The asyncio pool of redis-py 8 raises at once when full (redis-py#2517); the blocking
+        # pool waits up to ``timeout`` for a free connection instead, so a burst of subscribes
+        # queues rather than fails (codebases.md §3.5).
+        pool = BlockingConnectionPool.from_url(
+            conf.REDIS_URL,
+            max_connections=conf.REDIS_MAX_CONNECTIONS,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 1),
+            decode_responses=True,
+        )
+        self.client: Redis = Redis(connection_pool=pool)
+        # The bus connection never retries: redis-py would reconnect and resubscribe silently,
+        # and the messages published meanwhile would be lost without anyone knowing.
+        self._bus_client: Redis = Redis.from_url(
+            conf.REDIS_URL,
+            max_connections=2,
+            socket_connect_timeout=timeout,
+            client_name=f"realtime-bus:{self.instance}",
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        self.up = False
+        self.problem: str | None = "starting"
+        self._failed: asyncio.Event | None = None
+        self._task: asyncio.Future[None] | None = None
+        self._stopping = False
+        self._previous: list[str] = []
+        self._pubsub: Any = None
+        self._bus_seen = time.monotonic()
+        self._background: set[asyncio.Future[Any]] = set()
+        self.state = RedisState(self)
+        self.broker = RedisBroker(self, registry)
+        self._heartbeat = self.client.register_script(_HEARTBEAT)
+        self._claim_dead = self.client.register_script(_CLAIM_DEAD)
+        self.nodes_key = f"{self.prefix}:nodes"
+        self.reaping_key = f"{self.prefix}:reaping"
+
+    def _next_node_id(self) -> str:
+        self._epoch += 1
+        return f"{self.instance}:{self._epoch}"
+
+    # Guarded calls (the state's and broker's only way to Redis)
+
+    async def call(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
+        stats.incr("adapter_operations", (operation,))
+        if not self.up:
+            stats.incr("adapter_errors", (operation,))
+            raise BackendUnavailable(REFUSED, errors.OVER_CAPACITY)
+        started = time.perf_counter()
+        try:
+            result = await command()
+        except MaxConnectionsError as exc:
+            stats.incr("adapter_errors", (operation,))
+            raise BackendUnavailable(REFUSED, errors.OVER_CAPACITY) from exc
+        except OUTAGE_ERRORS as exc:
+            stats.incr("adapter_errors", (operation,))
+            self.failed(f"{operation} failed: {exc.__class__.__name__}")
+            raise BackendUnavailable(CLOSED) from exc
+        stats.observe("adapter_latency", time.perf_counter() - started, (operation,))
+        return result
+
+    async def call_removal(self, operation: str, command: Callable[[], Awaitable[T]], default: T) -> T:
+        # A removal that cannot reach Redis is not lost: everything this node id held is reaped
+        # when Redis is back (the id is retired as the node goes down).
+        try:
+            return await self.call(operation, command)
+        except BackendUnavailable:
+            return default
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._failed = asyncio.Event()
+            self._task = asyncio.ensure_future(self._supervise())
+
+    async def stop(self) -> None:
+        """Leave the cluster: remove what this node still holds (with member_removed), then close."""
+        self._stopping = True
+        if self.up:
+            try:
+                await self._reap(self.node_id)
+                await self.client.zrem(self.nodes_key, self.node_id)
+            except Exception:
+                logger.warning("could not remove this node's entries from redis on stop", exc_info=True)
+        self.up = False
+        self.problem = "stopped"
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        await self._close_bus()
+        for client in (self.client, self._bus_client):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+            with contextlib.suppress(Exception):
+                await client.connection_pool.disconnect()
+
+    def failed(self, reason: str) -> None:
+        """Go down now; the supervisor reconnects. Idempotent."""
+        if not self.up:
+            return
+        self.up = False
+        self.problem = "redis unavailable"
+        logger.warning("redis unavailable, closing sockets", extra={"reason": reason, "node": self.node_id})
+        stats.incr("errors", ("redis_outage",))
+        if self._failed is not None:
+            self._failed.set()
+        self._close_sockets()
+
+    def bus_alive(self) -> None:
+        self._bus_seen = time.monotonic()
+
+    def _close_sockets(self) -> None:
+        for local in list(self.registry.sockets.values()):
+            local.terminate(errors.RECONNECT, CLOSED)
+
+    async def _supervise(self) -> None:
+        delay = 0.1
+        logged_at = 0.0
+        while not self._stopping:
+            try:
+                pubsub = await self._connect()
+            except (RedisError, OSError) as exc:
+                if time.monotonic() - logged_at > 30:
+                    logged_at = time.monotonic()
+                    logger.warning("redis unreachable, retrying", extra={"error": exc.__class__.__name__})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.1
+            reason = await self._serve(pubsub)
+            self.failed(reason)
+            await self._close_bus()
+            # What the closed sockets held is reaped with this id once Redis is back.
+            self._previous.append(self.node_id)
+            self.node_id = self._next_node_id()
+
+    async def _connect(self) -> Any:
+        assert self._failed is not None
+        await self.client.ping()
+        await self._heartbeat(keys=[self.nodes_key], args=[self.node_id, "1"])
+        pubsub = self._bus_client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = pubsub
+        await pubsub.subscribe(bus_channel(self.prefix))
+        # A socket that got into the registry while Redis was away holds nothing under this id.
+        self._close_sockets()
+        self._failed.clear()
+        self._bus_seen = time.monotonic()
+        self.up = True
+        self.problem = None
+        logger.info("redis connected", extra={"node": self.node_id})
+        for previous in self._previous:
+            self._spawn(self._reap_claimed(previous, owned=True))
+        self._previous.clear()
+        return pubsub
+
+    async def _serve(self, pubsub: Any) -> str:
+        """Run the bus reader and the heartbeat until one fails; return why."""
+        assert self._failed is not None
+        reader = asyncio.ensure_future(self.broker.read(pubsub))
+        beat = asyncio.ensure_future(self._beat_forever(pubsub))
+        failed = asyncio.ensure_future(self._failed.wait())
+        try:
+            done, _ = await asyncio.wait({reader, beat, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, beat, failed):
+                task.cancel()
+            await asyncio.gather(reader, beat, failed, return_exceptions=True)
+        for task in done:
+            if task is not failed and not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                if not isinstance(exc, (*OUTAGE_ERRORS, LostRegistration)):
+                    logger.error("redis supervisor task failed", exc_info=exc)
+                return f"{exc.__class__.__name__}: {exc}"
+        return "redis bus closed" if reader in done else "a redis call failed"
+
+    async def _close_bus(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), 1.0)
+
+    # Heartbeat and dead nodes
+
+    async def _beat_forever(self, pubsub: Any) -> None:
+        interval = self.heartbeat_interval
+        while True:
+            started = time.perf_counter()
+            alive = await self._heartbeat(keys=[self.nodes_key], args=[self.node_id, "0"])
+            stats.incr("adapter_operations", ("heartbeat",))
+            stats.observe("adapter_latency", time.perf_counter() - started, ("heartbeat",))
+            if not alive:
+                raise LostRegistration("this node's heartbeat entry is gone")
+            # A PING on the bus connection comes back through the reader; silence means the
+            # connection is dead without having been closed (a partition, not a crash).
+            await pubsub.ping()
+            if time.monotonic() - self._bus_seen > max(3 * interval, 2.0) + self.socket_timeout:
+                raise RedisTimeoutError("the redis bus connection stopped answering")
+            await self._reap_dead()
+            await asyncio.sleep(interval)
+
+    async def _reap_dead(self) -> None:
+        lease = max(60.0, 4 * self.dead_after)
+        claimed = await self._claim_dead(
+            keys=[self.nodes_key, self.reaping_key], args=[int(self.dead_after * 1000), int(lease * 1000)]
+        )
+        for node_id in claimed:
+            if node_id != self.node_id:
+                self._spawn(self._reap_claimed(node_id, owned=False))
+
+    async def _reap_claimed(self, node_id: str, *, owned: bool) -> None:
+        try:
+            removed = await self._reap(node_id)
+            await self.client.zrem(self.reaping_key, node_id)
+            if owned:
+                await self.client.zrem(self.nodes_key, node_id)
+        except (RedisError, OSError, BackendUnavailable) as exc:
+            # The lease runs out and a node reaps it again; removals already done are not repeated.
+            logger.warning("reaping a node was interrupted", extra={"node": node_id, "error": repr(exc)})
+            return
+        if removed or not owned:
+            logger.info("reaped node", extra={"node": node_id, "entries": removed, "own": owned})
+
+    async def _reap(self, node_id: str) -> int:
+        started = time.perf_counter()
+        total = 0
+        apps: dict[str, AppCredentials | None] = {}
+        counts: dict[tuple[str, str], None] = {}
+        async for batch in self.state.reap(node_id):
+            total += len(batch)
+            for removed in batch:
+                if removed.app_id not in apps:
+                    apps[removed.app_id] = await credentials.by_id(removed.app_id)
+                app = apps[removed.app_id]
+                if app is not None:
+                    await self._after_removal(app, removed, counts)
+        for app_id, channel in counts:
+            app = apps[app_id]
+            count = await self.state.subscription_count(app_id, channel)
+            if app is not None and count:
+                await self.broker.publish(app_id, [channel], frames.subscription_count(channel, count))
+                webhooks.emit(app, "subscription_count", channel, subscription_count=count)
+        stats.incr("adapter_operations", ("reap",))
+        stats.observe("adapter_latency", time.perf_counter() - started, ("reap",))
+        return total
+
+    async def _after_removal(
+        self, app: AppCredentials, removed: Removed, counts: dict[tuple[str, str], None]
+    ) -> None:
+        """The events a socket's own cleanup would have sent, for a socket whose node is gone."""
+        channel = removed.channel
+        if removed.kind == "m" and removed.result:
+            stats.incr("presence_events", (app.id, "member_removed"))
+            await self.broker.publish(app.id, [channel], frames.member_removed(channel, removed.user_id))
+            webhooks.emit_later(app, "member_removed", channel, user_id=removed.user_id)
+        elif removed.kind == "s":
+            if removed.result == 0:
+                webhooks.emit_later(app, "channel_vacated", channel)
+            elif removed.result > 0 and app.enable_subscription_count and not channel_kind(channel).presence:
+                counts[(app.id, channel)] = None
+        elif removed.kind == "u" and removed.result and app.enable_watchlist_events:
+            await self.broker.watchlist_changed(app.id, removed.user_id, False)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def build_redis_node(registry: Registry, conf: RealtimeSettings) -> Node:
+    backend = RedisBackend(registry, conf)
+    return Node(registry=registry, state=backend.state, broker=backend.broker, node_id=backend.instance)
+
+
+def broadcast_invalidation() -> None:
+    """Tell every node that app credentials changed (called from a model signal, sync)."""
+    conf = get_settings()
+    client = redis.Redis.from_url(conf.REDIS_URL, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        client.publish(bus_channel(conf.REDIS_PREFIX), invalidation_message())
+    except (RedisError, OSError):
+        logger.warning("could not tell the other nodes that app credentials changed")
+    finally:
+        client.close()

@@ -1,0 +1,129 @@
+"""``RedisBroker``: one Redis pub/sub message per publish reaches every node, which fans it out locally.
+
+All nodes of a prefix share one pub/sub channel (``P:bus``). A message carries the frame text
+already encoded by the publisher, so a node does nothing per subscriber but hand the same
+``Outbound`` to each local socket (``Registry.deliver``); never one Redis operation per subscriber.
+The publishing node delivers to its own sockets directly, after Redis accepted the message, and
+skips its own messages when they come back from the bus.
+
+Messages are short text records, fields separated by ``\\x1f`` (never in an app id, channel name or
+socket id; a user id or the frame text is always the last field)::
+
+    p  origin  app  except_socket  channel\\x1echannel...  text     an event for channels
+    t  origin  app  user                                         terminate a user's connections
+    w  origin  app  0|1  user                                     watchlist offline / online
+    c  origin                                                     app credentials changed
+
+Pub/sub is at most once: a node that loses its subscription loses messages silently, which is why
+the backend closes every socket with 4200 when Redis goes away (codebases.md §3.6).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .broker import TERMINATED_CODE, TERMINATED_REASON
+from .credentials import credentials
+from .registry import Outbound, Registry
+from .stats import stats
+
+if TYPE_CHECKING:
+    from .redis_backend import RedisBackend
+
+logger = logging.getLogger(__name__)
+
+SEP = "\x1f"
+CHANNEL_SEP = "\x1e"
+
+
+def bus_channel(prefix: str) -> str:
+    return f"{prefix}:bus"
+
+
+def invalidation_message() -> str:
+    return SEP.join(("c", "-"))
+
+
+class RedisBroker:
+    def __init__(self, backend: RedisBackend, registry: Registry) -> None:
+        self.backend = backend
+        self.registry = registry
+        self.channel = bus_channel(backend.prefix)
+        self.origin = backend.instance
+
+    # The node's lifecycle hooks (Node.start/stop/readiness_problem look for them on the broker).
+
+    async def start(self) -> None:
+        await self.backend.start()
+
+    async def stop(self) -> None:
+        await self.backend.stop()
+
+    async def readiness_problem(self) -> str | None:
+        return self.backend.problem
+
+    # Broker
+
+    async def publish(
+        self, app_id: str, channels: list[str], text: str, except_socket_id: str | None = None
+    ) -> int:
+        fields = ("p", self.origin, app_id, except_socket_id or "", CHANNEL_SEP.join(channels), text)
+        await self._send("publish", SEP.join(fields))
+        message = Outbound(text)
+        deliver = self.registry.deliver
+        return sum(deliver(app_id, channel, message, except_socket_id) for channel in channels)
+
+    async def terminate_user(self, app_id: str, user_id: str) -> None:
+        await self._send("control", SEP.join(("t", self.origin, app_id, user_id)))
+        self.registry.terminate_user(app_id, user_id, TERMINATED_CODE, TERMINATED_REASON)
+
+    async def watchlist_changed(self, app_id: str, user_id: str, online: bool) -> None:
+        await self._send("control", SEP.join(("w", self.origin, app_id, "1" if online else "0", user_id)))
+        self.registry.watchlist_changed(app_id, user_id, online)
+
+    async def _send(self, operation: str, payload: str) -> None:
+        client = self.backend.client
+        await self.backend.call(operation, lambda: client.publish(self.channel, payload))
+        stats.observe("adapter_message_size", len(payload.encode()), (), unit="bytes")
+
+    # Receiving
+
+    async def read(self, pubsub: Any) -> None:
+        """Dispatch bus messages until the connection fails (the exception ends the node's epoch)."""
+        backend = self.backend
+        while True:
+            response = await pubsub.parse_response(block=True)
+            # Any reply proves the connection alive, including the PONG of the heartbeat's PING
+            # (under RESP3 a plain reply that ``listen()`` would swallow).
+            backend.bus_alive()
+            message = await pubsub.handle_message(response, ignore_subscribe_messages=True)
+            if message is not None and message.get("type") == "message":
+                self.dispatch(message["data"])
+
+    def dispatch(self, data: str) -> None:
+        kind, _, rest = data.partition(SEP)
+        origin, _, rest = rest.partition(SEP)
+        if kind == "c":
+            credentials.invalidate()
+            return
+        if origin == self.origin:
+            return
+        stats.incr("adapter_operations", ("receive",))
+        try:
+            if kind == "p":
+                app_id, except_socket_id, channels, text = rest.split(SEP, 3)
+                message = Outbound(text)
+                deliver = self.registry.deliver
+                for channel in channels.split(CHANNEL_SEP):
+                    deliver(app_id, channel, message, except_socket_id or None)
+            elif kind == "t":
+                app_id, user_id = rest.split(SEP, 1)
+                self.registry.terminate_user(app_id, user_id, TERMINATED_CODE, TERMINATED_REASON)
+            elif kind == "w":
+                app_id, online, user_id = rest.split(SEP, 2)
+                self.registry.watchlist_changed(app_id, user_id, online == "1")
+        except Exception:
+            # A malformed message or a failing socket must not stop the node's only reader.
+            logger.exception("bus message dropped")
+            stats.incr("adapter_errors", ("receive",))

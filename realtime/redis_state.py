@@ -1,0 +1,339 @@
+"""``RedisState``: the ``State`` protocol kept in Redis, so that every node sees the whole cluster.
+
+Every socket-level fact is one hash field whose value is the id of the node that holds the socket
+(connections, channel subscriptions, presence connections, signed-in users), and the same fact is
+an entry in that node's index set. Counts are ``HLEN``s, so any node answers the HTTP API from Redis
+alone without asking the other nodes. Changes that must be decided once for the whole cluster
+(first subscriber, a user's first or last connection to a presence channel) are Lua scripts, so two
+nodes can never both see "first". A node that dies without cleaning up is reaped from its index by
+the survivors: each entry goes through the same removal script as a normal unsubscribe, and the
+script's ``HDEL`` is what makes every member_removed happen exactly once (``reap``).
+
+Keys (``P`` is ``REDIS_PREFIX``, ``A`` an app id)::
+
+    P:app:A:conns                  hash  socket id -> node id
+    P:app:A:sub:CHANNEL            hash  socket id -> node id
+    P:app:A:channels               zset  occupied channel names (score 0, listed by prefix with ZRANGEBYLEX)
+    P:app:A:presence:CHANNEL       hash  user id -> user_info (JSON)
+    P:app:A:psock:CHANNEL:USER     hash  socket id -> node id (the user's connections to the channel)
+    P:app:A:user:USER              hash  socket id -> node id (signed-in connections)
+    P:app:A:cache:CHANNEL          string, expiring: the last event of a cache channel
+    P:node:NODE                    set   index entries of what NODE holds
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from redis.asyncio import Redis
+
+T = TypeVar("T")
+
+SEP = "\x1f"  # never in an app id, channel name or socket id; a user id is always last
+
+_ADD = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return redis.call('HLEN', KEYS[1])
+"""
+
+_REMOVE = """
+local node = redis.call('HGET', KEYS[1], ARGV[1])
+if not node then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', ARGV[2] .. node, ARGV[3])
+return redis.call('HLEN', KEYS[1])
+"""
+
+_SUBSCRIBE = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[2], 0, ARGV[4])
+return redis.call('HLEN', KEYS[1])
+"""
+
+_UNSUBSCRIBE = """
+local node = redis.call('HGET', KEYS[1], ARGV[1])
+if not node then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', ARGV[2] .. node, ARGV[3])
+local left = redis.call('HLEN', KEYS[1])
+if left == 0 then redis.call('ZREM', KEYS[2], ARGV[4]) end
+return left
+"""
+
+_ADD_MEMBER = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+if redis.call('HLEN', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+  return 1
+end
+return 0
+"""
+
+_REMOVE_MEMBER = """
+local node = redis.call('HGET', KEYS[1], ARGV[1])
+if not node then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', ARGV[2] .. node, ARGV[3])
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('HDEL', KEYS[2], ARGV[4])
+  return 1
+end
+return 0
+"""
+
+
+class Link(Protocol):
+    """What the state needs from the backend: the client, this node's id, and a guarded call."""
+
+    client: Redis
+    prefix: str
+    node_id: str
+
+    async def call(self, operation: str, command: Callable[[], Awaitable[T]]) -> T: ...
+
+    async def call_removal(self, operation: str, command: Callable[[], Awaitable[T]], default: T) -> T: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """One index entry of a reaped node, and what removing it changed."""
+
+    kind: str  # "c" connection, "s" subscription, "m" presence connection, "u" signed-in user
+    app_id: str
+    channel: str
+    user_id: str
+    # s: subscriptions left (-1: was already gone); m/u: 1 when it was the user's last; c: unused
+    result: int
+
+
+class RedisState:
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        client = link.client
+        self._add = client.register_script(_ADD)
+        self._remove = client.register_script(_REMOVE)
+        self._subscribe = client.register_script(_SUBSCRIBE)
+        self._unsubscribe = client.register_script(_UNSUBSCRIBE)
+        self._add_member = client.register_script(_ADD_MEMBER)
+        self._remove_member = client.register_script(_REMOVE_MEMBER)
+
+    # Keys
+
+    def _app(self, app_id: str) -> str:
+        return f"{self.link.prefix}:app:{app_id}:"
+
+    def node_key(self, node_id: str) -> str:
+        return f"{self.link.prefix}:node:{node_id}"
+
+    @property
+    def _node_prefix(self) -> str:
+        return f"{self.link.prefix}:node:"
+
+    # Connections
+
+    async def add_connection(self, app_id: str, socket_id: str) -> int:
+        link = self.link
+        keys = [self._app(app_id) + "conns", self.node_key(link.node_id)]
+        args = [socket_id, link.node_id, SEP.join(("c", app_id, socket_id))]
+        return int(await link.call("add_connection", lambda: self._add(keys, args)))
+
+    async def remove_connection(self, app_id: str, socket_id: str) -> None:
+        await self.link.call_removal(
+            "remove_connection", lambda: self._remove_connection(app_id, socket_id), -1
+        )
+
+    def _remove_connection(self, app_id: str, socket_id: str, client: Any = None) -> Awaitable[Any]:
+        keys = [self._app(app_id) + "conns"]
+        args = [socket_id, self._node_prefix, SEP.join(("c", app_id, socket_id))]
+        return self._remove(keys, args, client=client)
+
+    async def connection_count(self, app_id: str) -> int:
+        key = self._app(app_id) + "conns"
+        return int(await self.link.call("connection_count", lambda: self.link.client.hlen(key)))
+
+    # Subscriptions
+
+    async def subscribe(self, app_id: str, channel: str, socket_id: str) -> int:
+        link = self.link
+        app = self._app(app_id)
+        keys = [f"{app}sub:{channel}", app + "channels", self.node_key(link.node_id)]
+        args = [socket_id, link.node_id, SEP.join(("s", app_id, channel, socket_id)), channel]
+        return int(await link.call("subscribe", lambda: self._subscribe(keys, args)))
+
+    async def unsubscribe(self, app_id: str, channel: str, socket_id: str) -> int | None:
+        left = await self.link.call_removal(
+            "unsubscribe", lambda: self._unsubscribe_entry(app_id, channel, socket_id), -1
+        )
+        return None if int(left) < 0 else int(left)
+
+    def _unsubscribe_entry(
+        self, app_id: str, channel: str, socket_id: str, client: Any = None
+    ) -> Awaitable[Any]:
+        app = self._app(app_id)
+        keys = [f"{app}sub:{channel}", app + "channels"]
+        args = [socket_id, self._node_prefix, SEP.join(("s", app_id, channel, socket_id)), channel]
+        return self._unsubscribe(keys, args, client=client)
+
+    async def subscription_count(self, app_id: str, channel: str) -> int:
+        key = f"{self._app(app_id)}sub:{channel}"
+        return int(await self.link.call("subscription_count", lambda: self.link.client.hlen(key)))
+
+    async def channels(self, app_id: str, prefix: str = "") -> dict[str, int]:
+        app = self._app(app_id)
+        client = self.link.client
+
+        async def run() -> dict[str, int]:
+            # Channel names are ASCII, so "\xff" sorts after every name with this prefix.
+            low, high = ("-", "+") if not prefix else (f"[{prefix}", f"[{prefix}\xff")
+            names = await client.zrangebylex(app + "channels", low, high)
+            if not names:
+                return {}
+            async with client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hlen(f"{app}sub:{name}")
+                counts = await pipe.execute()
+            return {name: int(count) for name, count in zip(names, counts, strict=True) if count}
+
+        return await self.link.call("channels", run)
+
+    # Presence
+
+    async def add_member(
+        self, app_id: str, channel: str, socket_id: str, user_id: str, user_info: Any
+    ) -> bool:
+        link = self.link
+        app = self._app(app_id)
+        keys = [f"{app}psock:{channel}:{user_id}", f"{app}presence:{channel}", self.node_key(link.node_id)]
+        entry = SEP.join(("m", app_id, channel, socket_id, user_id))
+        args = [socket_id, link.node_id, entry, user_id, json.dumps(user_info, separators=(",", ":"))]
+        return bool(await link.call("add_member", lambda: self._add_member(keys, args)))
+
+    async def remove_member(self, app_id: str, channel: str, socket_id: str, user_id: str) -> bool:
+        last = await self.link.call_removal(
+            "remove_member", lambda: self._remove_member_entry(app_id, channel, socket_id, user_id), 0
+        )
+        return bool(last)
+
+    def _remove_member_entry(
+        self, app_id: str, channel: str, socket_id: str, user_id: str, client: Any = None
+    ) -> Awaitable[Any]:
+        app = self._app(app_id)
+        keys = [f"{app}psock:{channel}:{user_id}", f"{app}presence:{channel}"]
+        entry = SEP.join(("m", app_id, channel, socket_id, user_id))
+        return self._remove_member(keys, [socket_id, self._node_prefix, entry, user_id], client=client)
+
+    async def members(self, app_id: str, channel: str) -> dict[str, Any]:
+        key = f"{self._app(app_id)}presence:{channel}"
+        raw = await self.link.call("members", lambda: self.link.client.hgetall(key))
+        return {user_id: json.loads(info) for user_id, info in raw.items()}
+
+    async def member_count(self, app_id: str, channel: str) -> int:
+        key = f"{self._app(app_id)}presence:{channel}"
+        return int(await self.link.call("member_count", lambda: self.link.client.hlen(key)))
+
+    # Signed-in users
+
+    async def user_connected(self, app_id: str, user_id: str, socket_id: str) -> bool:
+        link = self.link
+        keys = [f"{self._app(app_id)}user:{user_id}", self.node_key(link.node_id)]
+        args = [socket_id, link.node_id, SEP.join(("u", app_id, socket_id, user_id))]
+        return int(await link.call("user_connected", lambda: self._add(keys, args))) == 1
+
+    async def user_disconnected(self, app_id: str, user_id: str, socket_id: str) -> bool:
+        left = await self.link.call_removal(
+            "user_disconnected", lambda: self._user_entry(app_id, user_id, socket_id), -1
+        )
+        return int(left) == 0
+
+    def _user_entry(self, app_id: str, user_id: str, socket_id: str, client: Any = None) -> Awaitable[Any]:
+        keys = [f"{self._app(app_id)}user:{user_id}"]
+        args = [socket_id, self._node_prefix, SEP.join(("u", app_id, socket_id, user_id))]
+        return self._remove(keys, args, client=client)
+
+    async def online_users(self, app_id: str, user_ids: list[str]) -> set[str]:
+        if not user_ids:
+            return set()
+        app = self._app(app_id)
+        client = self.link.client
+
+        async def run() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for user_id in user_ids:
+                    pipe.exists(f"{app}user:{user_id}")
+                return await pipe.execute()
+
+        found = await self.link.call("online_users", run)
+        return {user_id for user_id, exists in zip(user_ids, found, strict=True) if exists}
+
+    # Cache channels
+
+    async def cache_set(self, app_id: str, channel: str, frame: str, ttl: float) -> None:
+        key = f"{self._app(app_id)}cache:{channel}"
+        milliseconds = max(1, int(ttl * 1000))
+        await self.link.call("cache_set", lambda: self.link.client.set(key, frame, px=milliseconds))
+
+    async def cache_get(self, app_id: str, channel: str) -> tuple[str, float] | None:
+        key = f"{self._app(app_id)}cache:{channel}"
+        client = self.link.client
+
+        async def run() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                return await pipe.execute()
+
+        frame, pttl = await self.link.call("cache_get", run)
+        if frame is None or pttl is None or pttl == -2:
+            return None
+        return frame, (pttl / 1000 if pttl >= 0 else float("inf"))
+
+    # Dead nodes
+
+    async def reap(self, node_id: str, batch: int = 200) -> AsyncIterator[list[Removed]]:
+        """Remove everything ``node_id`` held, a batch at a time, yielding what each removal changed.
+
+        Safe to run on several nodes at once and to resume after a crash: an entry's removal script
+        finds its hash field gone the second time and reports nothing, so every change (and the
+        events that follow from it) happens once.
+        """
+        client = self.link.client
+        index = self.node_key(node_id)
+        while True:
+            entries: list[str] = await client.srandmember(index, batch)
+            if not entries:
+                await client.delete(index)
+                return
+            parsed: list[tuple[str, str, str, str]] = []
+            # Queued in the pipeline (awaiting a script call on a pipeline only queues it).
+            async with client.pipeline(transaction=False) as pipe:
+                for entry in entries:
+                    parts = entry.split(SEP, 4)
+                    kind = parts[0]
+                    if kind == "c" and len(parts) == 3:
+                        await self._remove_connection(parts[1], parts[2], client=pipe)
+                        parsed.append(("c", parts[1], "", ""))
+                    elif kind == "s" and len(parts) == 4:
+                        await self._unsubscribe_entry(parts[1], parts[2], parts[3], client=pipe)
+                        parsed.append(("s", parts[1], parts[2], ""))
+                    elif kind == "m" and len(parts) == 5:
+                        await self._remove_member_entry(parts[1], parts[2], parts[3], parts[4], client=pipe)
+                        parsed.append(("m", parts[1], parts[2], parts[4]))
+                    elif kind == "u" and len(parts) == 4:
+                        await self._user_entry(parts[1], parts[3], parts[2], client=pipe)
+                        parsed.append(("u", parts[1], "", parts[3]))
+                # Entries whose hash field was already gone are not removed by their script.
+                pipe.srem(index, *entries)
+                results = await pipe.execute()
+            removed = []
+            for (kind, app_id, channel, user_id), result in zip(parsed, results, strict=False):
+                value = int(result)
+                if kind == "u":
+                    value = 1 if value == 0 else 0
+                removed.append(Removed(kind, app_id, channel, user_id, value))
+            yield removed

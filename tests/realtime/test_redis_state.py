@@ -1,0 +1,340 @@
+"""RedisState, RedisBroker and the node lifecycle against a private redis-server, several nodes at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis
+
+from realtime.conf import RealtimeSettings
+from realtime.credentials import credentials
+from realtime.models import App
+from realtime.protocol import errors
+from realtime.redis_backend import RedisBackend
+from realtime.registry import Outbound, Registry
+from realtime.state import BackendUnavailable
+from realtime.stats import stats
+
+APP = "7001"
+
+# Reaping looks apps up (for webhooks and app flags) through the credentials cache.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class FakeSocket:
+    def __init__(self, socket_id: str, app_id: str = APP) -> None:
+        self.socket_id = socket_id
+        self.app_id = app_id
+        self.received: list[str] = []
+        self.terminated: list[int] = []
+
+    def deliver(self, message: Outbound) -> None:
+        self.received.append(message.text)
+
+    def terminate(self, code: int, reason: str) -> None:
+        self.terminated.append(code)
+
+    def watchlist_changed(self, user_id: str, online: bool) -> None:
+        self.received.append(json.dumps({"watchlist": user_id, "online": online}))
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(text) for text in self.received]
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def settings_for(url: str, **overrides: Any) -> RealtimeSettings:
+    options: dict[str, Any] = {
+        "STATE_BACKEND": "redis",
+        "REDIS_URL": url,
+        "REDIS_PREFIX": "test",
+        "REDIS_SOCKET_TIMEOUT": 1.0,
+        "DEAD_NODE_TIMEOUT": 0.6,
+        "NODE_HEARTBEAT_SECONDS": 0.1,
+    }
+    options.update(overrides)
+    return RealtimeSettings(**options)
+
+
+async def crash(backend: RedisBackend) -> None:
+    """Stop a node as SIGKILL would: no cleanup in Redis, the heartbeat just stops."""
+    backend._stopping = True
+    backend.up = False
+    assert backend._task is not None
+    backend._task.cancel()
+    with contextlib.suppress(BaseException):
+        await backend._task
+    await backend._close_bus()
+    for client in (backend.client, backend._bus_client):
+        await client.aclose()
+        await client.connection_pool.disconnect()
+
+
+@pytest.fixture
+async def nodes(redis_server) -> AsyncIterator[Callable[..., Any]]:
+    started: list[RedisBackend] = []
+
+    async def start(**overrides: Any) -> RedisBackend:
+        backend = RedisBackend(Registry(), settings_for(redis_server.url, **overrides))
+        await backend.start()
+        await wait_for(lambda: backend.up)
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        if not backend._stopping:
+            await backend.stop()
+
+
+async def test_subscriptions_are_counted_across_nodes(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    assert await a.state.subscribe(APP, "news", "1.1") == 1
+    assert await b.state.subscribe(APP, "news", "2.1") == 2
+    assert await b.state.subscribe(APP, "private-x", "2.1") == 1
+    assert await a.state.subscription_count(APP, "news") == 2
+    assert await a.state.channels(APP) == {"news": 2, "private-x": 1}
+    assert await b.state.channels(APP, "priv") == {"private-x": 1}
+    assert await b.state.channels("other") == {}
+    assert await a.state.unsubscribe(APP, "news", "9.9") is None
+    assert await b.state.unsubscribe(APP, "news", "1.1") == 1
+    assert await a.state.unsubscribe(APP, "news", "2.1") == 0
+    assert await a.state.unsubscribe(APP, "news", "2.1") is None
+    assert await b.state.channels(APP) == {"private-x": 1}
+
+
+async def test_presence_member_added_once_per_user_across_nodes(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    channel = "presence-room"
+    assert await a.state.add_member(APP, channel, "1.1", "u1", {"name": "Ann"}) is True
+    assert await b.state.add_member(APP, channel, "2.1", "u1", {"name": "Ann"}) is False
+    assert await b.state.add_member(APP, channel, "2.2", "u2", None) is True
+    assert await a.state.members(APP, channel) == {"u1": {"name": "Ann"}, "u2": None}
+    assert await b.state.member_count(APP, channel) == 2
+    assert await a.state.remove_member(APP, channel, "1.1", "u1") is False
+    assert await a.state.remove_member(APP, channel, "1.1", "u1") is False
+    assert await b.state.remove_member(APP, channel, "2.1", "u1") is True
+    assert await a.state.members(APP, channel) == {"u2": None}
+
+
+async def test_concurrent_first_member_is_decided_once(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    results = await asyncio.gather(
+        *(
+            (a if i % 2 else b).state.add_member(APP, "presence-busy", f"{i}.{i}", "same", {"i": i})
+            for i in range(40)
+        )
+    )
+    assert results.count(True) == 1
+    removals = await asyncio.gather(
+        *(
+            (b if i % 2 else a).state.remove_member(APP, "presence-busy", f"{i}.{i}", "same")
+            for i in range(40)
+        )
+    )
+    assert removals.count(True) == 1
+    assert await a.state.member_count(APP, "presence-busy") == 0
+
+
+async def test_users_and_connections_across_nodes(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    assert await a.state.add_connection(APP, "1.1") == 1
+    assert await b.state.add_connection(APP, "2.1") == 2
+    assert await a.state.connection_count(APP) == 2
+    await a.state.remove_connection(APP, "1.1")
+    await a.state.remove_connection(APP, "1.1")
+    assert await b.state.connection_count(APP) == 1
+
+    assert await a.state.user_connected(APP, "u1", "1.1") is True
+    assert await b.state.user_connected(APP, "u1", "2.1") is False
+    assert await b.state.online_users(APP, ["u1", "u2"]) == {"u1"}
+    assert await a.state.user_disconnected(APP, "u1", "1.1") is False
+    assert await a.state.user_disconnected(APP, "u1", "1.1") is False
+    assert await a.state.user_disconnected(APP, "u1", "2.1") is True
+    assert await a.state.online_users(APP, ["u1"]) == set()
+
+
+async def test_cache_channel_expires(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    assert await b.state.cache_get(APP, "cache-x") is None
+    await a.state.cache_set(APP, "cache-x", '{"event":"e"}', 0.3)
+    frame, ttl = await b.state.cache_get(APP, "cache-x")  # type: ignore[misc]
+    assert frame == '{"event":"e"}'
+    assert 0 < ttl <= 0.3
+    await asyncio.sleep(0.4)
+    assert await b.state.cache_get(APP, "cache-x") is None
+
+
+async def test_publish_reaches_every_node_once(nodes) -> None:
+    a, b, c = await nodes(), await nodes(), await nodes()
+    sockets = {}
+    for name, node in (("a", a), ("b", b), ("c", c)):
+        sockets[name] = FakeSocket(f"{name}.1")
+        node.registry.add(sockets[name])
+        node.registry.subscribe(sockets[name], "news")
+    sender = FakeSocket("b.2")
+    b.registry.add(sender)
+    b.registry.subscribe(sender, "news")
+    assert await b.broker.publish(APP, ["news", "other"], '{"event":"x"}', "b.2") == 1
+    await wait_for(lambda: all(s.received for s in sockets.values()))
+    await asyncio.sleep(0.1)
+    assert {name: s.received for name, s in sockets.items()} == {n: ['{"event":"x"}'] for n in "abc"}
+    assert sender.received == []
+
+
+async def test_control_messages_reach_every_node(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    on_a, on_b = FakeSocket("1.1"), FakeSocket("2.1")
+    a.registry.add(on_a)
+    a.registry.sign_in(on_a, "u1", ("u9",))
+    b.registry.add(on_b)
+    b.registry.sign_in(on_b, "u1", ())
+    await a.broker.terminate_user(APP, "u1")
+    await wait_for(lambda: on_b.terminated == [4009])
+    assert on_a.terminated == [4009]
+    await b.broker.watchlist_changed(APP, "u9", True)
+    await wait_for(lambda: on_a.received == [json.dumps({"watchlist": "u9", "online": True})])
+
+
+async def test_credentials_invalidation_reaches_every_node(nodes, redis_server, settings) -> None:
+    await nodes()
+    credentials._by_id["x"] = object()  # type: ignore[assignment]
+    settings.REALTIME = {"STATE_BACKEND": "redis", "REDIS_URL": redis_server.url, "REDIS_PREFIX": "test"}
+    from realtime.redis_backend import broadcast_invalidation
+
+    await asyncio.to_thread(broadcast_invalidation)
+    await wait_for(lambda: "x" not in credentials._by_id)
+
+
+async def test_dead_node_is_reaped_once_with_member_removed(nodes) -> None:
+    await asyncio.to_thread(
+        App.objects.create, id=APP, key="k-7001", secret="s-7001", name="t", enable_watchlist_events=True
+    )
+    credentials.invalidate()
+    a, b, c = await nodes(), await nodes(), await nodes()
+    watchers = []
+    for node in (a, b):
+        watcher = FakeSocket(f"w.{len(watchers)}")
+        node.registry.add(watcher)
+        node.registry.subscribe(watcher, "presence-room")
+        node.registry.sign_in(watcher, "watcher", ("gone",))
+        watchers.append(watcher)
+    await a.state.subscribe(APP, "presence-room", "w.0")
+    await a.state.add_member(APP, "presence-room", "w.0", "stay", None)
+    # c holds: a member also connected through a (stays), and one only on c (removed).
+    await c.state.add_connection(APP, "c.1")
+    await c.state.subscribe(APP, "presence-room", "c.1")
+    await c.state.add_member(APP, "presence-room", "c.1", "gone", None)
+    await c.state.user_connected(APP, "gone", "c.1")
+    await c.state.subscribe(APP, "presence-room", "c.2")
+    await c.state.add_member(APP, "presence-room", "c.2", "stay", None)
+    await c.state.subscribe(APP, "lonely", "c.1")
+    dead_node = c.node_id
+    await crash(c)
+    started = time.monotonic()
+    await wait_for(lambda: all(len(w.events()) >= 2 for w in watchers), timeout=5)
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.6 + 1.0
+    await asyncio.sleep(0.5)
+    for watcher in watchers:
+        assert sorted(watcher.received) == sorted(
+            [
+                json.dumps({"watchlist": "gone", "online": False}),
+                '{"event":"pusher_internal:member_removed","channel":"presence-room","data":"{\\"user_id\\":\\"gone\\"}"}',
+            ]
+        ), watcher.received
+    assert await a.state.members(APP, "presence-room") == {"stay": None}
+    assert await b.state.subscription_count(APP, "presence-room") == 1
+    assert await b.state.channels(APP) == {"presence-room": 1}
+    assert await a.state.connection_count(APP) == 0
+    assert not await a.client.exists(f"test:node:{dead_node}")
+    assert await a.client.zscore("test:nodes", dead_node) is None
+    assert not await a.client.zrange("test:reaping", 0, -1)
+
+
+async def test_stop_removes_own_entries(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    watcher = FakeSocket("w.1")
+    a.registry.add(watcher)
+    a.registry.subscribe(watcher, "presence-room")
+    await b.state.subscribe(APP, "presence-room", "b.1")
+    await b.state.add_member(APP, "presence-room", "b.1", "u", None)
+    await b.state.add_connection(APP, "b.1")
+    await b.stop()
+    assert await a.state.channels(APP) == {}
+    assert await a.state.connection_count(APP) == 0
+    assert await a.client.zscore("test:nodes", b.node_id) is None
+
+
+async def test_redis_outage_closes_sockets_and_recovers(nodes, redis_server) -> None:
+    a = await nodes()
+    local = FakeSocket("1.1")
+    a.registry.add(local)
+    await a.state.subscribe(APP, "news", "1.1")
+    first_id = a.node_id
+    redis_server.stop()
+    await wait_for(lambda: not a.up)
+    assert a.problem == "redis unavailable"
+    await wait_for(lambda: local.terminated == [errors.RECONNECT])
+    with pytest.raises(BackendUnavailable) as refused:
+        await a.state.add_connection(APP, "1.2")
+    assert refused.value.code == errors.OVER_CAPACITY
+    assert refused.value.status == 503
+    assert await a.state.unsubscribe(APP, "news", "1.1") is None
+    a.registry.remove(local)
+    redis_server.start()
+    await wait_for(lambda: a.up, timeout=10)
+    assert a.node_id != first_id
+    assert await a.state.add_connection(APP, "1.3") == 1
+    other = FakeSocket("1.4")
+    a.registry.add(other)
+    a.registry.subscribe(other, "news")
+    b = await nodes()
+    await b.broker.publish(APP, ["news"], "after")
+    await wait_for(lambda: other.received == ["after"])
+
+
+async def test_lost_bus_connection_retires_the_node_id(nodes, redis_server) -> None:
+    a, b = await nodes(), await nodes()
+    local = FakeSocket("1.1")
+    a.registry.add(local)
+    await a.state.subscribe(APP, "news", "1.1")
+    old_id = a.node_id
+    # Only a's bus connection drops and Redis keeps its data: a must close its sockets (messages
+    # may have been lost) and remove what it held under the old id itself.
+    admin = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    killed = [c for c in admin.client_list() if c.get("name") == f"realtime-bus:{a.instance}"]
+    assert len(killed) == 1
+    admin.client_kill_filter(_id=killed[0]["id"])
+    admin.close()
+    await wait_for(lambda: local.terminated[:1] == [errors.RECONNECT])
+    await wait_for(lambda: a.up and a.node_id != old_id)
+    a.registry.remove(local)
+    deadline = time.monotonic() + 5
+    while await b.state.subscription_count(APP, "news") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert await b.state.channels(APP) == {}
+    assert await b.client.zscore("test:nodes", old_id) is None
+    assert b.up
+
+
+async def test_adapter_metrics_are_counted(nodes) -> None:
+    a = await nodes()
+    before = stats.counters["adapter_operations"][("subscribe",)]
+    await a.state.subscribe(APP, "news", "1.1")
+    await a.broker.publish(APP, ["news"], "x" * 300)
+    assert stats.counters["adapter_operations"][("subscribe",)] == before + 1
+    assert stats.histograms["adapter_latency"][("publish",)].count >= 1
+    assert stats.histograms["adapter_message_size"][()].count >= 1
