@@ -151,9 +151,16 @@ def _webhooks(raw: str) -> list[dict[str, object]]:
     except ValueError:
         raise ImproperlyConfigured("DEFAULT_APP_WEBHOOKS must be a JSON list") from None
     if not isinstance(webhooks, list) or not all(
-        isinstance(hook, dict) and isinstance(hook.get("url"), str) for hook in webhooks
+        isinstance(hook, dict)
+        and isinstance(hook.get("url"), str)
+        and isinstance(hook.get("filter") or {}, dict)
+        and isinstance(hook.get("event_types", []), list)
+        for hook in webhooks
     ):
-        raise ImproperlyConfigured('DEFAULT_APP_WEBHOOKS must be a JSON list of objects with a "url"')
+        raise ImproperlyConfigured(
+            'DEFAULT_APP_WEBHOOKS must be a JSON list of objects with a "url", '
+            'an "event_types" list and optionally a "filter" object'
+        )
     return webhooks
 
 
@@ -212,8 +219,6 @@ REALTIME: dict[str, object] = {
     "REDIS_URL": _redis_url,
     "REDIS_PREFIX": os.environ.get("REDIS_PREFIX", "realtime"),
     "REDIS_MAX_CONNECTIONS": env_int("REDIS_MAX_CONNECTIONS", 200),
-    "REDIS_SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 5.0),
-    "NODE_HEARTBEAT_SECONDS": env_float("NODE_HEARTBEAT_SECONDS", 5.0),
     "REDIS_SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 5.0),
     "NODE_HEARTBEAT_SECONDS": env_float("NODE_HEARTBEAT_SECONDS", 5.0),
     "DEAD_NODE_TIMEOUT": env_float("DEAD_NODE_TIMEOUT", 30.0),

@@ -50,6 +50,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.W001",
             )
         )
+    for name in ("ACTIVITY_TIMEOUT", "PONG_TIMEOUT"):
+        value = user.get(name, 1)
+        # pusher-js refuses a handshake whose activity_timeout is missing or zero (§1.3).
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            problems.append(
+                Error(
+                    f"REALTIME[{name!r}] is {value!r}.",
+                    hint="Give a positive whole number of seconds (defaults: 120 and 30).",
+                    id="realtime.E005",
+                )
+            )
     if "daphne" not in settings.INSTALLED_APPS:
         problems.append(
             Warning(
