@@ -70,3 +70,71 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     return problems
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+@register(Tags.compatibility)
+def check_redis(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Several nodes need shared state: catch the settings that would split or stall a cluster."""
+    user = getattr(settings, "REALTIME", {}) or {}
+    if not isinstance(user, dict):
+        return []  # realtime.E001
+    problems: list[Any] = []
+    backend = user.get("STATE_BACKEND", "memory")
+    url = user.get("REDIS_URL") or ""
+    if backend == "memory" and url:
+        problems.append(
+            Warning(
+                "REALTIME['REDIS_URL'] is set but STATE_BACKEND is 'memory'.",
+                hint="Each node would keep its own channels and presence members, and events would "
+                "reach only the node they were published on. Set STATE_BACKEND to 'redis'.",
+                id="realtime.W003",
+            )
+        )
+    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
+    layer = str((layers.get("default") or {}).get("BACKEND", "")) if isinstance(layers, dict) else ""
+    if backend == "memory" and "redis" in layer.lower():
+        problems.append(
+            Warning(
+                "A Redis channel layer is configured but REALTIME['STATE_BACKEND'] is 'memory'.",
+                hint="A shared channel layer suggests several nodes; realtime does not use it for "
+                "fan-out. Set STATE_BACKEND to 'redis' and REDIS_URL so the nodes share their state.",
+                id="realtime.W004",
+            )
+        )
+    if backend != "redis":
+        return problems
+    if url and not str(url).startswith(REDIS_SCHEMES):
+        problems.append(
+            Error(
+                "REALTIME['REDIS_URL'] is not a Redis URL.",
+                hint="Use redis://host:port/db, rediss:// for TLS, or unix:///path/to/socket.",
+                id="realtime.E006",
+            )
+        )
+    limit = user.get("REDIS_MAX_CONNECTIONS")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 4):
+        problems.append(
+            Error(
+                f"REALTIME['REDIS_MAX_CONNECTIONS'] is {limit!r}.",
+                hint="Give a whole number of connections, at least 4 (the bus, the heartbeat and "
+                "requests share the pool); 200 suits most nodes.",
+                id="realtime.E007",
+            )
+        )
+    dead = user.get("DEAD_NODE_TIMEOUT", 30.0)
+    timeout = user.get("REDIS_SOCKET_TIMEOUT", 5.0)
+    numbers = (int, float)
+    if isinstance(dead, numbers) and isinstance(timeout, numbers) and dead <= timeout:
+        problems.append(
+            Warning(
+                f"REALTIME['DEAD_NODE_TIMEOUT'] ({dead}) is not longer than "
+                f"REDIS_SOCKET_TIMEOUT ({timeout}).",
+                hint="A live node waiting on one slow Redis call could be declared dead and lose its "
+                "members. Make DEAD_NODE_TIMEOUT several times REDIS_SOCKET_TIMEOUT (defaults: 30 and 5).",
+                id="realtime.W005",
+            )
+        )
+    return problems
