@@ -171,12 +171,6 @@ async def test_log_in_and_see_the_app_list(start_server, page: Page, tmp_path: P
     assert "browser-shop" in change and secret not in change and secret[-4:] in change
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="realtime_serve serves no /static/, so the admin renders without its CSS and JS; "
-    "project/urls.py needs e.g. re_path(r'^static/(?P<path>.*)$', "
-    "django.contrib.staticfiles.views.serve, {'insecure': True})",
-)
 def test_the_admin_stylesheets_are_served(server) -> None:
     import requests
 
