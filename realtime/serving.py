@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from daphne.endpoints import build_endpoint_description_strings
+from django.core.exceptions import ValidationError
 
 from .conf import get_settings
 
@@ -39,7 +40,11 @@ def prepare_apps(options: ServeOptions, out: TextIO) -> None:
 
     default_app = get_settings().DEFAULT_APP
     if default_app:
-        app = sync_app(default_app)
+        try:
+            app = sync_app(default_app)
+        except ValidationError as exc:
+            problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+            raise ValueError(f"The default app (DEFAULT_APP_*) is invalid: {problems}") from exc
         out.write(f"Default app {app.id} ready (key {app.key}).\n")
     if options.demo:
         app = ensure_demo_app()

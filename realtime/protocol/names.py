@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .limits import MAX_CHANNEL_NAME_LENGTH, MAX_EVENT_NAME_LENGTH, MAX_USER_ID_LENGTH
+from .limits import (
+    MAX_CHANNEL_NAME_LENGTH,
+    MAX_EVENT_NAME_LENGTH,
+    MAX_SIGNIN_USER_ID_LENGTH,
+    MAX_USER_ID_LENGTH,
+)
 
 # \A...\Z with fullmatch: "$" would let a trailing newline through.
 _CHANNEL_RE = re.compile(r"[-a-zA-Z0-9_=@,.;]+")
@@ -73,7 +78,7 @@ def channel_name_error(channel: object, max_length: int = MAX_CHANNEL_NAME_LENGT
     if len(channel) > max_length:
         return f"Channel name too long (max {max_length} characters)"
     if channel.startswith(SERVER_TO_USER_PREFIX):
-        if user_id_error(channel[len(SERVER_TO_USER_PREFIX) :]) is None:
+        if user_id_error(channel[len(SERVER_TO_USER_PREFIX) :], MAX_SIGNIN_USER_ID_LENGTH) is None:
             return None
         return "Invalid server-to-user channel name"
     if _CHANNEL_RE.fullmatch(channel) is None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import GENERIC_ERROR, UNAUTHORIZED, PusherError
 from .frames import loads
+from .limits import MAX_SIGNIN_USER_ID_LENGTH
 from .names import user_id_error
 
 
@@ -65,7 +66,7 @@ def parse_user_data(user_data: object) -> SignedInUser:
     if not isinstance(data, dict):
         raise PusherError(UNAUTHORIZED, "user_data must be a JSON object")
     user_id = data.get("id")
-    if not isinstance(user_id, str) or user_id_error(user_id) is not None:
+    if not isinstance(user_id, str) or user_id_error(user_id, MAX_SIGNIN_USER_ID_LENGTH) is not None:
         raise PusherError(UNAUTHORIZED, "user_data must have a valid string id")
     watchlist = data.get("watchlist") or []
     if not isinstance(watchlist, list) or not all(isinstance(u, str) for u in watchlist):
