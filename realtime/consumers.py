@@ -150,7 +150,7 @@ class PusherConsumer(AsyncConsumer):
             raise PusherError(errors.OVER_CONNECTION_QUOTA, "Application is over connection quota")
         self.open = True
         if app.max_client_events_per_second is not None:
-            self._client_events = WindowLimiter(app.max_client_events_per_second)
+            self._client_events = WindowLimiter(app.max_client_events_per_second, (app.id, "client_events"))
         node.registry.add(self)
         liveness.track(self)
         stats.incr("connection_established", (app.id,))

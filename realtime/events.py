@@ -145,6 +145,7 @@ async def published(app: AppCredentials, channels: list[str], text: str) -> None
     for channel in channels:
         if channel_kind(channel).cache:
             await node.state.cache_set(app.id, channel, text, ttl)
+            stats.incr("cache_writes", ("channel",))
 
 
 _last_count_sent: dict[tuple[str, str], float] = {}

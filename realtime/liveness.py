@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING
 from .background import spawn
 from .conf import get_settings
 from .protocol import errors, frames
+from .stats import stats
 
 if TYPE_CHECKING:
     from .consumers import PusherConsumer
 
 _sockets: dict[str, PusherConsumer] = {}
+# When the last pusher:ping went to each socket (real clock), for heartbeat_rtt.
+_pings: dict[str, float] = {}
 _task: asyncio.Task[None] | None = None
 
 
@@ -32,10 +35,14 @@ def track(socket: PusherConsumer) -> None:
 
 def untrack(socket: PusherConsumer) -> None:
     _sockets.pop(socket.socket_id, None)
+    _pings.pop(socket.socket_id, None)
 
 
 def pong_received(socket: PusherConsumer) -> None:
     socket.ping_sent_at = None
+    sent = _pings.pop(socket.socket_id, None)
+    if sent is not None:
+        stats.observe("heartbeat_rtt", time.monotonic() - sent)
 
 
 def sweep(now: float | None = None) -> None:
@@ -54,6 +61,7 @@ def sweep(now: float | None = None) -> None:
                 socket.terminate(errors.PONG_NOT_RECEIVED, "Pong reply not received")
         elif now - socket.last_seen > conf.ACTIVITY_TIMEOUT:
             socket.ping_sent_at = now
+            _pings[socket.socket_id] = time.monotonic()
             socket.push(frames.PING)
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import time
 
+from .stats import stats
+
 
 class WindowLimiter:
-    """At most ``limit`` operations per one-second window."""
+    """At most ``limit`` operations per one-second window; with ``labels`` (app id, limiter name)
+    each decision is counted as ``rate_limit_checks``."""
 
-    __slots__ = ("_count", "_window", "limit")
+    __slots__ = ("_count", "_window", "labels", "limit")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, labels: tuple[str, str] | None = None) -> None:
         self.limit = limit
+        self.labels = labels
         self._window = 0
         self._count = 0
 
@@ -20,10 +24,12 @@ class WindowLimiter:
         if window != self._window:
             self._window = window
             self._count = 0
-        if self._count + cost > self.limit:
-            return False
-        self._count += cost
-        return True
+        allowed = self._count + cost <= self.limit
+        if allowed:
+            self._count += cost
+        if self.labels is not None:
+            stats.incr("rate_limit_checks", (*self.labels, "allowed" if allowed else "rejected"))
+        return allowed
 
 
 class AppLimiters:
@@ -37,7 +43,7 @@ class AppLimiters:
             return True
         limiter = self._limiters.get((app_id, name))
         if limiter is None or limiter.limit != limit:
-            limiter = self._limiters[(app_id, name)] = WindowLimiter(limit)
+            limiter = self._limiters[(app_id, name)] = WindowLimiter(limit, (app_id, name))
         return limiter.allow(cost)
 
 
