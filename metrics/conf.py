@@ -19,7 +19,8 @@ class MetricsSettings:
     PATH: str = "/metrics"
     DRIVER: str = "prometheus"
     PREFIX: str = "realtime_"
-    COMPAT: str = ""
+    COMPAT: str = ""  # "soketi": also expose soketi's ten core families
+    COMPAT_PREFIX: str = "soketi_"  # soketi's own default, so its dashboards work unchanged
 
 
 KNOWN_KEYS = frozenset(f.name for f in fields(MetricsSettings))
