@@ -7,8 +7,8 @@ of the per-server medians over rounds; the table marks which direction is better
 
     python benchmarks/compare.py                       # realtime vs soketi, 2 rounds
     python benchmarks/compare.py --rounds 3 --metrics  # both with metrics enabled
-    python benchmarks/compare.py --server 'uvicorn=.venv/bin/uvicorn project.asgi:application \
-        --host {host} --port {port}' --servers uvicorn,soketi
+    python benchmarks/compare.py --servers realtime,rt-m --baseline realtime --server \
+        'rt-m={python} manage.py realtime_serve --host {host} --port {port} --metrics-port {metrics_port}'
 """
 
 from __future__ import annotations
@@ -359,6 +359,8 @@ def render(summary: dict[str, Any], names: list[str], baseline: str) -> str:
     header = ["metric", *names, *(f"{n}/{baseline}" for n in others), "better"]
     rows = [header]
     for key, entry in summary["metrics"].items():
+        if all(value is None for value in entry["median"].values()):
+            continue
         rows.append(
             [
                 key,
@@ -369,6 +371,8 @@ def render(summary: dict[str, Any], names: list[str], baseline: str) -> str:
         )
     rows.append(["-- checks (per round)", *["" for _ in header[1:]]])
     for key, per_server in summary["checks"].items():
+        if not any(per_server.values()):
+            continue
         rows.append(
             [key, *(",".join(_num(v) for v in per_server[n]) for n in names), *["" for _ in others], ""]
         )
