@@ -57,10 +57,11 @@ class LiveState:
         self.members: Counter[tuple[str, ...]] = Counter({(app_id,): 0 for app_id in apps})
         for socket in sockets:
             self.connections[(socket.app_id,)] += 1
+        channels = self.channels
         for (app_id, channel), sockets in list(registry.channels.items()):
-            kind = channel_kind(channel)
-            self.channels[(app_id, kind.label)] += 1
-            if kind.presence:
+            label, presence = _kind(channel)
+            channels[(app_id, label)] += 1
+            if presence:
                 users = set()
                 for socket in list(sockets.values()):
                     subscription = getattr(socket, "subscriptions", {}).get(channel)
@@ -68,6 +69,21 @@ class LiveState:
                         users.add(subscription.user_id)
                 self.members[(app_id,)] += len(users)
         self.channel_cache_bytes = _channel_cache_bytes(node.state)
+
+
+# channel name -> (channel_type label, presence?): classifying 10,000 channels by prefix at every
+# scrape is most of a scrape's cost; the memo is cleared when it grows past any sane channel count.
+_kinds: dict[str, tuple[str, bool]] = {}
+
+
+def _kind(channel: str) -> tuple[str, bool]:
+    entry = _kinds.get(channel)
+    if entry is None:
+        if len(_kinds) >= 200_000:
+            _kinds.clear()
+        kind = channel_kind(channel)
+        entry = _kinds[channel] = (kind.label, kind.presence)
+    return entry
 
 
 def _channel_cache_bytes(state: Any) -> float:
