@@ -100,3 +100,13 @@ async def test_json_logs_carry_no_secret_signature_or_payload(start_server) -> N
             assert {"time", "level", "logger", "message"} <= set(json.loads(line)), line
     for forbidden in [SECRET, MARK, *signatures, hmac.new(SECRET.encode(), b"", hashlib.sha256).hexdigest()]:
         assert forbidden not in output, forbidden
+
+
+def test_text_format_and_level(start_server) -> None:
+    info = start_server(env={"LOG_FORMAT": "text", "LOG_LEVEL": "INFO"})
+    quiet = start_server(env={"LOG_FORMAT": "text", "LOG_LEVEL": "WARNING"})
+    for server in (info, quiet):
+        server.stop(signal.SIGTERM)
+    assert " INFO daphne.server " in info.output()
+    assert not any(line.startswith("{") for line in info.output().splitlines())
+    assert " INFO " not in quiet.output()

@@ -34,6 +34,7 @@ def test_metrics_port_serves_valid_exposition(server) -> None:
     assert PREFIX + "active_connections" in names
     assert {"process_resident_memory_bytes", "python_gc_objects_collected"} <= names
     assert {"django_http_requests_before_middlewares", "django_model_inserts"} <= names
+    assert any(name.startswith("django_db_") for name in names)  # the instrumented database backend
 
 
 def test_metrics_port_serves_nothing_else(server) -> None:
