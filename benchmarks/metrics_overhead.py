@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "--duration",
         str(args.duration),
     ]
-    logs = Path(__file__).resolve().parent / ".logs"
+    logs = Path(tempfile.gettempdir()) / "realtime-bench"  # server logs, beside compare.py's
     results: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
     for round_number in range(args.rounds):
         order = [True, False] if round_number % 2 == 0 else [False, True]
