@@ -176,7 +176,8 @@ class PusherConsumer(AsyncConsumer):
         if not self.open:
             return
         app_id = self.app_id
-        size = len(text)
+        # ASCII-only frames (nearly all) have as many bytes as characters: no encode needed.
+        size = len(text) if text.isascii() else len(text.encode())
         stats.incr("messages_received", (app_id,))
         stats.incr("socket_received_bytes", (app_id,), size)
         started = time.perf_counter()
@@ -331,9 +332,10 @@ class PusherConsumer(AsyncConsumer):
     # Outbound
 
     def push(self, text: str) -> None:
+        message = Outbound(text)
         stats.incr("messages_sent", (self.app_id,))
-        stats.incr("socket_transmitted_bytes", (self.app_id,), len(text))
-        self.deliver(Outbound(text))
+        stats.incr("socket_transmitted_bytes", (self.app_id,), message.size)
+        self.deliver(message)
 
     def deliver(self, message: Outbound) -> None:
         if self.closing:

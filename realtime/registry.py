@@ -16,21 +16,23 @@ from .stats import stats
 class Outbound:
     """One server frame: its text, and its WebSocket framing built at most once."""
 
-    __slots__ = ("_frame", "text")
+    __slots__ = ("_frame", "payload", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self.payload = text.encode()
         self._frame: bytes | None = None
 
     @property
     def frame(self) -> bytes:
         if self._frame is None:
-            self._frame = text_frame(self.text.encode())
+            self._frame = text_frame(self.payload)
         return self._frame
 
     @property
     def size(self) -> int:
-        return len(self.frame) if self._frame is not None else len(self.text.encode())
+        """Payload bytes, as socket_transmitted_bytes counts them (without WebSocket framing)."""
+        return len(self.payload)
 
 
 class LocalSocket(Protocol):
