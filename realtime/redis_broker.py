@@ -3,8 +3,8 @@
 All nodes of a prefix share one pub/sub channel (``P:bus``). A message carries the frame text
 already encoded by the publisher, so a node does nothing per subscriber but hand the same
 ``Outbound`` to each local socket (``Registry.deliver``); never one Redis operation per subscriber.
-The publishing node delivers to its own sockets directly, after Redis accepted the message, and
-skips its own messages when they come back from the bus.
+The publishing node delivers to its own sockets directly and skips its own messages when they
+come back from the bus.
 
 Messages are short text records, fields separated by ``\\x1f`` (never in an app id, channel name or
 socket id; a user id or the frame text is always the last field)::
@@ -68,19 +68,23 @@ class RedisBroker:
     async def publish(
         self, app_id: str, channels: list[str], text: str, except_socket_id: str | None = None
     ) -> int:
-        fields = ("p", self.origin, app_id, except_socket_id or "", CHANNEL_SEP.join(channels), text)
-        await self._send("publish", SEP.join(fields))
+        # Local sockets first, before any await, as on a single node: a socket that subscribes
+        # while the PUBLISH is in flight does not get this event ahead of its own
+        # subscription_succeeded. If Redis fails, the local sockets are closed with 4200 anyway.
         message = Outbound(text)
         deliver = self.registry.deliver
-        return sum(deliver(app_id, channel, message, except_socket_id) for channel in channels)
+        delivered = sum(deliver(app_id, channel, message, except_socket_id) for channel in channels)
+        fields = ("p", self.origin, app_id, except_socket_id or "", CHANNEL_SEP.join(channels), text)
+        await self._send("publish", SEP.join(fields))
+        return delivered
 
     async def terminate_user(self, app_id: str, user_id: str) -> None:
-        await self._send("control", SEP.join(("t", self.origin, app_id, user_id)))
         self.registry.terminate_user(app_id, user_id, TERMINATED_CODE, TERMINATED_REASON)
+        await self._send("control", SEP.join(("t", self.origin, app_id, user_id)))
 
     async def watchlist_changed(self, app_id: str, user_id: str, online: bool) -> None:
-        await self._send("control", SEP.join(("w", self.origin, app_id, "1" if online else "0", user_id)))
         self.registry.watchlist_changed(app_id, user_id, online)
+        await self._send("control", SEP.join(("w", self.origin, app_id, "1" if online else "0", user_id)))
 
     async def _send(self, operation: str, payload: str) -> None:
         client = self.backend.client
