@@ -19,7 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--metrics-host", help="Metrics interface (default: METRICS_HOST, 127.0.0.1).")
         parser.add_argument("--metrics-port", type=int, help="Metrics port (default: METRICS_PORT, 9601).")
         parser.add_argument("--no-metrics", action="store_true", help="Do not serve the metrics site.")
-        parser.add_argument("--demo", action="store_true", help="Create a demo app and print its credentials.")
+        parser.add_argument(
+            "--demo", action="store_true", help="Create a demo app and print its credentials."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         realtime = settings.REALTIME if hasattr(settings, "REALTIME") else {}
@@ -31,7 +33,9 @@ class Command(BaseCommand):
                     port=options["port"] if options["port"] is not None else realtime.get("PORT", 6001),
                     metrics_host=options["metrics_host"] or metrics.get("HOST", "127.0.0.1"),
                     metrics_port=(
-                        options["metrics_port"] if options["metrics_port"] is not None else metrics.get("PORT", 9601)
+                        options["metrics_port"]
+                        if options["metrics_port"] is not None
+                        else metrics.get("PORT", 9601)
                     ),
                     metrics=metrics.get("ENABLED", True) and not options["no_metrics"],
                     demo=options["demo"],
