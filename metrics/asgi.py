@@ -27,6 +27,14 @@ class SiteRouter:
             return await _not_found(scope, receive, send)
         return await self.public(scope, receive, send)
 
+    def route_scope(self, scope: Scope) -> Any:
+        """The application a scope goes to next, or None when this router answers it itself.
+
+        ``realtime.server`` follows this for a WebSocket so that a long-lived connection does not
+        keep this router's coroutine frame for its whole life.
+        """
+        return None if _is_metrics_port(scope) else self.public
+
 
 def _is_metrics_port(scope: Scope) -> bool:
     conf = get_settings()
