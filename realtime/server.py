@@ -297,6 +297,25 @@ class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
         "application_deferred",
     )
 
+    # autobahn queues a write only for sync=True or chopped sends (sendData), which nothing here
+    # asks for, yet every protocol gets an empty deque (0.7 KiB). Reads see an empty tuple until
+    # sendData is asked for one of those; then a real deque is made, before autobahn appends.
+    _send_queue: deque[tuple[bytes, bool]] | None = None
+
+    @property
+    def send_queue(self) -> Any:
+        queue = self._send_queue
+        return () if queue is None else queue
+
+    @send_queue.setter
+    def send_queue(self, queue: deque[tuple[bytes, bool]]) -> None:
+        self._send_queue = queue if queue else None
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        if (sync or chopsize) and self._send_queue is None:
+            self._send_queue = deque()
+        super().sendData(data, sync, chopsize)
+
     def onOpen(self) -> None:
         super().onOpen()
         attributes = self.__dict__

@@ -1,0 +1,68 @@
+"""RealtimeWebSocketProtocol: a real opening handshake over a fake transport, then the trimming."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from daphne.ws_protocol import WebSocketFactory
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from realtime.consumers import WRITER_EXTENSION
+from realtime.server import RealtimeServer, RealtimeWebSocketProtocol, SocketInbox
+
+UPGRADE = (
+    b"GET /app/k1?protocol=7 HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nOrigin: https://example.test\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def test_an_open_socket_keeps_no_handshake_data() -> None:
+    scopes: list[dict[str, Any]] = []
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scopes.append(scope)
+        while True:
+            await receive()
+
+    server = RealtimeServer(application=application, endpoints=["tcp:port=0"])
+    server.connections = {}
+    server.ws_factory = WebSocketFactory(server, server="realtime")  # as daphne's run() does
+    server.ws_factory.setProtocolOptions(allowNullOrigin=True, openHandshakeTimeout=5)
+    protocol = server.ws_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+    assert isinstance(protocol, RealtimeWebSocketProtocol)
+    protocol._raw_query_string = b"protocol=7"  # daphne's HTTP side sets this before the upgrade
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(UPGRADE)
+    assert isinstance(protocol.application_queue, SocketInbox)
+    try:
+        await asyncio.sleep(0)
+        (scope,) = scopes
+        assert dict(scope["headers"])[b"origin"] == b"https://example.test"
+        assert scope["extensions"][WRITER_EXTENSION] is not None
+        protocol.serverAccept()
+
+        assert transport.value().startswith(b"HTTP/1.1 101 ")
+        assert protocol.state == protocol.STATE_OPEN
+        attributes = vars(protocol)
+        for name in ("http_headers", "http_request_data", "clean_headers", "versions", "send_queue"):
+            assert name not in attributes
+        assert len(attributes) < 85  # fits the smaller dict size (DESIGN §4.1 measurements)
+        # Dropped attributes still read sensibly.
+        assert protocol.http_headers == {}
+        assert protocol.versions == server.ws_factory.versions
+        assert protocol.openHandshakeTimeout == 5
+        assert protocol.request.path == "/app/k1"
+        assert protocol.send_queue == ()
+
+        # Frames still flow both ways after the trim.
+        protocol.sendMessage(b"hello")
+        assert transport.value().endswith(b"\x81\x05hello")
+        protocol.sendData(b"queued", sync=True)
+        assert isinstance(protocol._send_queue, deque)
+    finally:
+        server.connections[protocol]["application_instance"].cancel()
