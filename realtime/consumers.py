@@ -57,6 +57,30 @@ class Subscription:
 class PusherConsumer(AsyncConsumer):
     """A Channels consumer without a per-consumer channel layer: fan-out goes through the broker."""
 
+    # One per open socket: slots instead of a 0.8 KiB __dict__ (tracemalloc, 2,000 idle sockets).
+    # AsyncConsumer has no slots, so an attribute missing here still works (in a __dict__).
+    __slots__ = (
+        "_cleaned",
+        "_client_events",
+        "_flush_task",
+        "_outbox",
+        "_writer",
+        "app",
+        "app_id",
+        "base_send",
+        "channel_layer",
+        "closing",
+        "connected_at",
+        "last_seen",
+        "node",
+        "open",
+        "ping_sent_at",
+        "scope",
+        "socket_id",
+        "subscriptions",
+        "user",
+    )
+
     socket_id: str
     app_id: str
 
@@ -74,7 +98,8 @@ class PusherConsumer(AsyncConsumer):
         self.connected_at = self.last_seen
         self._client_events: WindowLimiter | None = None
         self._writer: Any = None
-        self._outbox: deque[str] = deque()
+        # Only sockets without the direct writer queue text (~0.7 KiB per socket for an empty deque).
+        self._outbox: deque[str] | None = None
         self._flush_task: asyncio.Future[None] | None = None
         self._cleaned = False
 
@@ -85,8 +110,8 @@ class PusherConsumer(AsyncConsumer):
         self.base_send = send
         try:
             while True:
-                message = await receive()
-                await self.dispatch(message)
+                # No local for the message: an idle socket would keep its last one alive.
+                await self.dispatch(await receive())
         except StopConsumer:
             pass
         finally:
@@ -124,6 +149,9 @@ class PusherConsumer(AsyncConsumer):
             logger.exception("websocket handshake failed")
             stats.incr("errors", ("handshake",))
             await self._close(errors.RECONNECT, "Internal error")
+        # The handshake was the last reader of the request headers; an open socket kept them
+        # for its whole life (~0.8 KiB per socket measured with tracemalloc).
+        self.scope["headers"] = ()
 
     async def _handshake(self) -> None:
         key = self.scope.get("url_route", {}).get("kwargs", {}).get("app_key")
@@ -348,6 +376,8 @@ class PusherConsumer(AsyncConsumer):
                 return
             writer.write(message.frame)
             return
+        if self._outbox is None:
+            self._outbox = deque()
         self._outbox.append(message.text)
         if self._flush_task is None:
             self._flush_task = spawn(self._flush())
@@ -361,6 +391,8 @@ class PusherConsumer(AsyncConsumer):
             logger.debug("send failed on a closing socket", exc_info=True)
         finally:
             self._flush_task = None
+            if not self._outbox:
+                self._outbox = None
 
     def send_error(self, code: int | None, message: str, channel: str | None = None) -> None:
         self.push(frames.error(code, message, channel))
