@@ -218,6 +218,7 @@ _redis_url = os.environ.get("REDIS_URL", "")
 REALTIME: dict[str, object] = {
     "HOST": os.environ.get("HOST", "0.0.0.0"),  # noqa: S104 (the public endpoint, by design)
     "PORT": env_int("PORT", 6001),
+    "WORKERS": env_int("WORKERS", 1) or 1,
     "ACTIVITY_TIMEOUT": env_int("ACTIVITY_TIMEOUT", 120),
     "PONG_TIMEOUT": env_int("PONG_TIMEOUT", 30),
     "STATE_BACKEND": "redis" if _redis_url else "memory",

@@ -17,6 +17,7 @@ from .protocol import limits
 class RealtimeSettings:
     HOST: str = "0.0.0.0"  # noqa: S104 (the public endpoint)
     PORT: int = 6001
+    WORKERS: int = 1
     ACTIVITY_TIMEOUT: int = limits.ACTIVITY_TIMEOUT_SECONDS
     PONG_TIMEOUT: int = limits.PONG_TIMEOUT_SECONDS
     MAX_CLIENT_FRAME_BYTES: int = limits.MAX_CLIENT_FRAME_BYTES

@@ -46,6 +46,8 @@ from .stats import stats
 logger = logging.getLogger(__name__)
 
 WRITER_EXTENSION = "realtime.writer"
+# How long a socket arriving while the node still connects to Redis waits before a 4100.
+STARTUP_WAIT_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -170,6 +172,9 @@ class PusherConsumer(AsyncConsumer):
         if not origin_allowed(app.allowed_origins, _header(self.scope, b"origin")):
             raise PusherError(errors.UNAUTHORIZED, "Origin not allowed")
         self.socket_id = new_socket_id()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STARTUP_WAIT_SECONDS):
+                await node.wait_started()
         count = await node.state.add_connection(app.id, self.socket_id)
         self.app = app
         if app.max_connections is not None and count > app.max_connections:

@@ -67,6 +67,7 @@ async def subscribed(
             stats.incr("cache_misses", ("channel",))
             socket.push(frames.cache_miss(channel))
             webhooks.emit(app, "cache_miss", channel)
+    node.registry.acknowledge(socket, channel)
     if app.enable_subscription_count and not kind.presence:
         await _subscription_count_changed(socket, app, channel, count)
 

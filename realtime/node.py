@@ -29,6 +29,12 @@ class Node:
         if start is not None:
             await start()
 
+    async def wait_started(self) -> None:
+        """Until the node has reached its backend once (at once for the in-process backend)."""
+        wait = getattr(self.broker, "wait_started", None)
+        if wait is not None:
+            await wait()
+
     async def readiness_problem(self) -> str | None:
         if not self.accepting:
             return "draining"

@@ -125,6 +125,8 @@ class RedisBackend:
         )
         self.up = False
         self.problem: str | None = "starting"
+        # Set once Redis is first reached: sockets that arrive while the node starts wait for it.
+        self.started = asyncio.Event()
         self._failed: asyncio.Event | None = None
         self._task: asyncio.Future[None] | None = None
         self._stopping = False
@@ -253,6 +255,7 @@ class RedisBackend:
         self._bus_seen = time.monotonic()
         self.up = True
         self.problem = None
+        self.started.set()
         logger.info("redis connected", extra={"node": self.node_id})
         for previous in self._previous:
             self._spawn(self._reap_claimed(previous, owned=True))

@@ -63,6 +63,9 @@ class RedisBroker:
     async def readiness_problem(self) -> str | None:
         return self.backend.problem
 
+    async def wait_started(self) -> None:
+        await self.backend.started.wait()
+
     # Broker
 
     async def publish(

@@ -51,6 +51,10 @@ class Registry:
         self.users: dict[tuple[str, str], dict[str, LocalSocket]] = {}
         # (app, watched user id) -> watching sockets
         self.watchers: dict[tuple[str, str], dict[str, LocalSocket]] = {}
+        # Subscriptions not yet acknowledged: events for them wait here, so that a client never
+        # sees a channel event before its own subscription_succeeded (the state is updated
+        # between the two, and with Redis that is an await other events can overtake).
+        self.pending: dict[tuple[str, str], dict[str, tuple[LocalSocket, list[Outbound]]]] = {}
 
     def add(self, socket: LocalSocket) -> None:
         self.sockets[socket.socket_id] = socket
@@ -59,10 +63,30 @@ class Registry:
         self.sockets.pop(socket.socket_id, None)
 
     def subscribe(self, socket: LocalSocket, channel: str) -> None:
-        self.channels.setdefault((socket.app_id, channel), {})[socket.socket_id] = socket
+        """Start receiving ``channel``'s events, held back until ``acknowledge``."""
+        self.pending.setdefault((socket.app_id, channel), {})[socket.socket_id] = (socket, [])
+
+    def acknowledge(self, socket: LocalSocket, channel: str) -> None:
+        """The subscription was acknowledged: deliver what was held back, then go live."""
+        key = (socket.app_id, channel)
+        waiting = self.pending.get(key)
+        entry = waiting.pop(socket.socket_id, None) if waiting is not None else None
+        if waiting is not None and not waiting:
+            del self.pending[key]
+        if entry is None:
+            return
+        for message in entry[1]:
+            socket.deliver(message)
+        self.channels.setdefault(key, {})[socket.socket_id] = socket
 
     def unsubscribe(self, socket: LocalSocket, channel: str) -> None:
-        _discard(self.channels, (socket.app_id, channel), socket.socket_id)
+        key = (socket.app_id, channel)
+        _discard(self.channels, key, socket.socket_id)
+        waiting = self.pending.get(key)
+        if waiting is not None:
+            waiting.pop(socket.socket_id, None)
+            if not waiting:
+                del self.pending[key]
 
     def sign_in(self, socket: LocalSocket, user_id: str, watchlist: tuple[str, ...]) -> None:
         self.users.setdefault((socket.app_id, user_id), {})[socket.socket_id] = socket
@@ -77,6 +101,8 @@ class Registry:
     def deliver(
         self, app_id: str, channel: str, message: Outbound, except_socket_id: str | None = None
     ) -> int:
+        if self.pending:
+            self._hold(app_id, channel, message, except_socket_id)
         subscribers = self.channels.get((app_id, channel))
         if not subscribers:
             return 0
@@ -88,6 +114,11 @@ class Registry:
         stats.incr("messages_sent", (app_id,), sent)
         stats.incr("socket_transmitted_bytes", (app_id,), sent * message.size)
         return sent
+
+    def _hold(self, app_id: str, channel: str, message: Outbound, except_socket_id: str | None) -> None:
+        for socket_id, (_, held) in self.pending.get((app_id, channel), {}).items():
+            if socket_id != except_socket_id:
+                held.append(message)
 
     def terminate_user(self, app_id: str, user_id: str, code: int, reason: str) -> int:
         sockets = list(self.users.get((app_id, user_id), {}).values())

@@ -29,6 +29,10 @@ class ServeOptions:
     metrics_port: int
     metrics: bool
     demo: bool = False
+    # More than one: a supervisor and that many worker processes sharing the public socket.
+    workers: int = 1
+    # A worker adopts the supervisor's listening socket instead of binding the port itself.
+    worker_fd: int | None = None
 
 
 def _endpoint(host: str, port: int) -> str:
@@ -67,10 +71,19 @@ def prepare_apps(options: ServeOptions, out: TextIO) -> None:
 def serve(options: ServeOptions, out: TextIO) -> None:
     from .server import RealtimeServer, install_shutdown_handlers
 
-    prepare_apps(options, out)
+    if options.workers > 1:
+        from .workers import supervise
+
+        supervise(options, out)
+        return
+    if options.worker_fd is None:
+        prepare_apps(options, out)
     if options.metrics and options.port != 0 and options.port == options.metrics_port:
         raise ValueError("The public port and the metrics port must differ")
-    endpoints = [_endpoint(options.host, options.port)]
+    if options.worker_fd is not None:
+        endpoints = build_endpoint_description_strings(file_descriptor=options.worker_fd)
+    else:
+        endpoints = [_endpoint(options.host, options.port)]
     if options.metrics:
         endpoints.append(_endpoint(options.metrics_host, options.metrics_port))
     conf = get_settings()

@@ -98,6 +98,7 @@ def test_live_levels_are_read_from_the_registry(fresh_node) -> None:
                 f"user-{i % 2}" if channel.startswith("presence") else None
             )
             registry.subscribe(socket, channel)
+            registry.acknowledge(socket, channel)
     assert_metric_equal(3, "realtime_active_connections", app_id="live-app")
     assert_metric_equal(1, "realtime_active_channels", app_id="live-app", channel_type="public")
     assert_metric_equal(1, "realtime_active_channels", app_id="live-app", channel_type="presence")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.conf import settings
@@ -22,10 +23,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--demo", action="store_true", help="Create a demo app and print its credentials."
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            help="Processes sharing the public port (default: WORKERS, 1). Above 1 needs REDIS_URL.",
+        )
+        parser.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         realtime = settings.REALTIME if hasattr(settings, "REALTIME") else {}
         metrics = getattr(settings, "REALTIME_METRICS", {})
+        workers = options["workers"] or realtime.get("WORKERS", 1)
+        if workers > 1 and realtime.get("STATE_BACKEND", "memory") != "redis":
+            raise CommandError("--workers above 1 needs REDIS_URL: each worker is a node sharing state")
         try:
             serve(
                 ServeOptions(
@@ -39,6 +49,8 @@ class Command(BaseCommand):
                     ),
                     metrics=metrics.get("ENABLED", True) and not options["no_metrics"],
                     demo=options["demo"],
+                    workers=options["workers"] or realtime.get("WORKERS", 1),
+                    worker_fd=options["worker_fd"],
                 ),
                 self.stdout,
             )
