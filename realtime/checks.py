@@ -61,6 +61,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="realtime.E005",
                 )
             )
+    workers = user.get("WORKERS", 1)
+    if isinstance(workers, int) and workers > 1 and backend != "redis":
+        problems.append(
+            Error(
+                f"REALTIME['WORKERS'] is {workers} with the in-memory state backend.",
+                hint="Each worker is a node: set REDIS_URL so they share state, or use one worker.",
+                id="realtime.E008",
+            )
+        )
     if "daphne" not in settings.INSTALLED_APPS:
         problems.append(
             Warning(

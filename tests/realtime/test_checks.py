@@ -83,6 +83,15 @@ def test_e005_timeouts_must_be_positive(name: str, value: Any) -> None:
     assert name in problems[0].msg
 
 
+def test_e008_several_workers_need_redis() -> None:
+    with override_settings(REALTIME=realtime(WORKERS=2, STATE_BACKEND="memory")):
+        problems = check_settings()
+    assert ids(problems) == ["realtime.E008"]
+    assert "REDIS_URL" in problems[0].hint
+    with override_settings(REALTIME=realtime(WORKERS=1, STATE_BACKEND="memory")):
+        assert check_settings() == []
+
+
 def test_w002_daphne_not_installed() -> None:
     apps = [app for app in settings.INSTALLED_APPS if app != "daphne"]
     with override_settings(INSTALLED_APPS=apps):
