@@ -332,6 +332,10 @@ class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
         transport = self.transport
         if isinstance(getattr(transport, "producer", None), HTTPChannel):
             transport.unregisterProducer()
+        if type(transport) is tcp.Server:
+            # Its 17 attributes were added one by one, which grew the dict to 64 slots; a copy
+            # is sized for them (0.8 -> 0.4 KiB measured).
+            transport.__dict__ = dict(transport.__dict__)
 
 
 class RealtimeServer(Server):
