@@ -6,6 +6,7 @@ keys are remembered for a few seconds so that a flood of bad keys cannot reach t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -110,6 +111,10 @@ class CredentialsCache:
         self._by_key: dict[str, AppCredentials] = {}
         self._by_id: dict[str, AppCredentials] = {}
         self._missing: dict[tuple[str, str], float] = {}
+        # One database load per key at a time: a burst of connections for an app that is not
+        # cached yet (a restart, an admin save) waits for the same load instead of each querying.
+        self._loading: dict[tuple[str, str], asyncio.Future[AppCredentials | None]] = {}
+        self._generation = 0
         self.hits = 0
         self.misses = 0
 
@@ -128,7 +133,23 @@ class CredentialsCache:
         missing_until = self._missing.get((field, value))
         if missing_until is not None and missing_until > time.monotonic():
             return None
-        app = await sync_to_async(_load, thread_sensitive=True)(field, value)
+        loading = self._loading.get((field, value))
+        if loading is not None:
+            return await asyncio.shield(loading)
+        loading = self._loading[(field, value)] = asyncio.get_running_loop().create_future()
+        generation = self._generation
+        try:
+            app = await sync_to_async(_load, thread_sensitive=True)(field, value)
+        except BaseException as exc:
+            loading.set_exception(exc)
+            loading.exception()  # retrieved here, so an unawaited failure is not reported twice
+            raise
+        finally:
+            del self._loading[(field, value)]
+        loading.set_result(app)
+        # An invalidation while loading means the row may have changed: answer, don't cache.
+        if generation != self._generation:
+            return app
         if app is None:
             if len(self._missing) > 10_000:
                 self._missing.clear()
@@ -142,6 +163,7 @@ class CredentialsCache:
         return list(self._by_id.values())
 
     def invalidate(self) -> None:
+        self._generation += 1
         self._by_key.clear()
         self._by_id.clear()
         self._missing.clear()
