@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -379,8 +381,11 @@ class RealtimeServer(Server):
         return inbox
 
 
-def install_shutdown_handlers(server: Server) -> None:
-    """SIGTERM/SIGINT: stop accepting, close every socket with 4200 over a jittered window, exit."""
+def install_shutdown_handlers(server: Server) -> Callable[[], None]:
+    """SIGTERM/SIGINT: stop accepting, close every socket with 4200 over a jittered window, exit.
+
+    Returns the function that starts that shutdown, for other triggers (a worker's parent dying).
+    """
     loop = asyncio.get_event_loop()
     state = {"stopping": False}
 
@@ -394,6 +399,19 @@ def install_shutdown_handlers(server: Server) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    return on_signal
+
+
+async def exit_with_parent(shutdown: Callable[[], None], parent: int, interval: float = 1.0) -> None:
+    """A worker drains and exits when its supervisor is gone (killed without forwarding a signal).
+
+    ``parent`` comes from the supervisor itself: reading our parent pid here instead would race
+    with a supervisor that dies while this worker starts (we would read init's pid).
+    """
+    while os.getppid() == parent:  # noqa: ASYNC110 (no event exists for a parent exiting)
+        await asyncio.sleep(interval)
+    logger.warning("supervisor gone, shutting down")
+    shutdown()
 
 
 async def drain(server: Server) -> None:

@@ -33,6 +33,7 @@ class ServeOptions:
     workers: int = 1
     # A worker adopts the supervisor's listening socket instead of binding the port itself.
     worker_fd: int | None = None
+    supervisor_pid: int | None = None
 
 
 def _endpoint(host: str, port: int) -> str:
@@ -69,7 +70,7 @@ def prepare_apps(options: ServeOptions, out: TextIO) -> None:
 
 
 def serve(options: ServeOptions, out: TextIO) -> None:
-    from .server import RealtimeServer, install_shutdown_handlers
+    from .server import RealtimeServer, exit_with_parent, install_shutdown_handlers
 
     if options.workers > 1:
         from .workers import supervise
@@ -109,8 +110,10 @@ def serve(options: ServeOptions, out: TextIO) -> None:
         from .background import spawn
         from .node import get_node
 
-        install_shutdown_handlers(server)
+        shutdown = install_shutdown_handlers(server)
         spawn(get_node().start())
+        if options.supervisor_pid is not None:
+            spawn(exit_with_parent(shutdown, options.supervisor_pid))
 
     server = Server(
         application=application,

@@ -9,6 +9,7 @@ worker that dies on its own.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ def bind_public_socket(host: str, port: int) -> socket.socket:
 
 def worker_command(options: ServeOptions, fd: int, index: int) -> list[str]:
     command = [sys.executable, sys.argv[0], "realtime_serve", "--worker-fd", str(fd)]
+    command += ["--supervisor-pid", str(os.getpid())]
     command += ["--host", options.host]
     if options.metrics:
         port = options.metrics_port + index if options.metrics_port else 0

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
-import threading
+import time
 
 import pusher
 import pytest
@@ -34,28 +35,21 @@ def workers_server(redis_server, migrated_db, tmp_path):
     )
     command = [sys.executable, "manage.py", "realtime_serve", "--host", "127.0.0.1", "--port", "0"]
     command += ["--metrics-port", "0", "--workers", "2"]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    # A file, not a pipe: the workers outlive a killed supervisor and must never block on output.
+    log = tmp_path / "server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     lines: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in process.stdout:
-            lines.append(line)
-            if sum("Listening (metrics)" in seen for seen in lines) == 2:
-                ready.set()
-        process.stdout.close()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    assert ready.wait(30), "".join(lines)
+    deadline = time.monotonic() + 30
+    while log.read_text().count("Listening (metrics)") < 2:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    lines = log.read_text().splitlines(keepends=True)
     port = int(re.search(r"Listening \(public\) on \S+:(\d+) with 2 workers", "".join(lines)).group(1))
     yield process, port, lines
     if process.poll() is None:
-        process.kill()
-        process.wait(10)
-    reader.join(5)
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
 
 
 async def test_workers_share_the_port_and_the_state(workers_server) -> None:
@@ -92,3 +86,30 @@ async def test_sigterm_drains_every_worker(workers_server) -> None:
     codes = await asyncio.gather(*(c.closed(timeout=15) for c in clients))
     assert codes == [4200] * 10
     assert await asyncio.to_thread(process.wait, 20) == 0
+
+
+async def test_workers_exit_when_the_supervisor_is_killed(workers_server) -> None:
+    process, port, _ = workers_server
+    workers = _children(process.pid)
+    assert len(workers) == 2
+    client = await PusherSocket.connect(f"ws://127.0.0.1:{port}/app/{APP_KEY}?protocol=7")
+    process.kill()  # no signal forwarded: the workers must notice on their own
+    assert await client.closed(timeout=15) == 4200
+    deadline = asyncio.get_running_loop().time() + 15
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers):
+        assert asyncio.get_running_loop().time() < deadline, "workers outlived their supervisor"
+        await asyncio.sleep(0.2)
+
+
+def _children(parent_pid: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent_pid:
+                children.append(int(entry))
+    return children

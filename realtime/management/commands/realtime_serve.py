@@ -29,6 +29,7 @@ class Command(BaseCommand):
             help="Processes sharing the public port (default: WORKERS, 1). Above 1 needs REDIS_URL.",
         )
         parser.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
+        parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         realtime = settings.REALTIME if hasattr(settings, "REALTIME") else {}
@@ -51,6 +52,7 @@ class Command(BaseCommand):
                     demo=options["demo"],
                     workers=options["workers"] or realtime.get("WORKERS", 1),
                     worker_fd=options["worker_fd"],
+                    supervisor_pid=options["supervisor_pid"],
                 ),
                 self.stdout,
             )
