@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import App, Webhook
+from .models import LIMIT_FIELDS, App, Webhook
 
 
 class WebhookInline(admin.TabularInline):
@@ -62,20 +62,7 @@ class AppAdmin(admin.ModelAdmin):
         ),
         (
             "Limits",
-            {
-                "fields": (
-                    "max_connections",
-                    "max_backend_events_per_second",
-                    "max_client_events_per_second",
-                    "max_read_requests_per_second",
-                    "max_presence_members_per_channel",
-                    "max_presence_member_size_kb",
-                    "max_event_payload_kb",
-                    "max_event_channels_at_once",
-                    "max_event_batch_size",
-                    "max_channel_name_length",
-                )
-            },
+            {"fields": LIMIT_FIELDS},
         ),
         ("History", {"fields": ("created", "updated"), "classes": ("collapse",)}),
     )

@@ -18,6 +18,7 @@ from .credentials import AppCredentials
 from .protocol import frames
 from .protocol.names import ChannelKind, channel_kind
 from .protocol.presence import Member, SignedInUser, members_payload
+from .state import BackendUnavailable
 from .stats import stats
 
 if TYPE_CHECKING:
@@ -178,10 +179,14 @@ async def _subscription_count_changed(
 async def _send_latest_count(node: Any, app: AppCredentials, channel: str) -> None:
     key = (app.id, channel)
     _pending_count.pop(key, None)
-    count = await node.state.subscription_count(app.id, channel)
-    _last_count_sent[key] = time.monotonic()
-    if count:
-        await node.broker.publish(app.id, [channel], frames.subscription_count(channel, count))
-        webhooks.emit(app, "subscription_count", channel, subscription_count=count)
-    else:
+    try:
+        count = await node.state.subscription_count(app.id, channel)
+        _last_count_sent[key] = time.monotonic()
+        if count:
+            await node.broker.publish(app.id, [channel], frames.subscription_count(channel, count))
+            webhooks.emit(app, "subscription_count", channel, subscription_count=count)
+        else:
+            _last_count_sent.pop(key, None)
+    except BackendUnavailable:
+        # Its sockets were closed with 4200; they resubscribe and get a fresh count.
         _last_count_sent.pop(key, None)

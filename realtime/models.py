@@ -20,6 +20,20 @@ WEBHOOK_EVENT_TYPES = (
     "subscription_count",
 )
 
+# Per-app limits, in the order the admin and realtime_createapp show them.
+LIMIT_FIELDS = (
+    "max_connections",
+    "max_backend_events_per_second",
+    "max_client_events_per_second",
+    "max_read_requests_per_second",
+    "max_presence_members_per_channel",
+    "max_presence_member_size_kb",
+    "max_event_payload_kb",
+    "max_event_channels_at_once",
+    "max_event_batch_size",
+    "max_channel_name_length",
+)
+
 _token = RegexValidator(r"\A[A-Za-z0-9_.-]+\Z", "Letters, digits, '_', '.' and '-' only.")
 
 

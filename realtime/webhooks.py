@@ -19,6 +19,7 @@ from typing import Any
 from .conf import get_settings
 from .credentials import AppCredentials, WebhookTarget
 from .protocol.signatures import webhook_signature
+from .state import BackendUnavailable
 from .stats import stats
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,14 @@ async def _emit_if_still_true(app: AppCredentials, name: str, channel: str, fiel
 
     await asyncio.sleep(get_settings().WEBHOOK_DELAY_SECONDS)
     state = get_node().state
-    if name == "channel_vacated" and await state.subscription_count(app.id, channel):
-        return
-    if name == "member_removed" and fields["user_id"] in await state.members(app.id, channel):
+    try:
+        if name == "channel_vacated" and await state.subscription_count(app.id, channel):
+            return
+        if name == "member_removed" and fields["user_id"] in await state.members(app.id, channel):
+            return
+    except BackendUnavailable:
+        # Redis is away: when it is back, this node's entries are reaped and the reaper sends
+        # the webhooks that are still true then.
         return
     emit(app, name, channel, **fields)
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.models import App
+from realtime.models import LIMIT_FIELDS, App
 from realtime.provisioning import sync_app
 
 _FLAGS = (
@@ -16,19 +16,7 @@ _FLAGS = (
     "enable_subscription_count",
     "enable_watchlist_events",
 )
-_LIMITS = (
-    "user_authentication_timeout",
-    "max_connections",
-    "max_backend_events_per_second",
-    "max_client_events_per_second",
-    "max_read_requests_per_second",
-    "max_presence_members_per_channel",
-    "max_presence_member_size_kb",
-    "max_event_payload_kb",
-    "max_event_channels_at_once",
-    "max_event_batch_size",
-    "max_channel_name_length",
-)
+_LIMITS = ("user_authentication_timeout", *LIMIT_FIELDS)
 
 
 class Command(BaseCommand):
