@@ -9,6 +9,11 @@ of the per-server medians over rounds; the table marks which direction is better
     python benchmarks/compare.py --rounds 3 --metrics  # both with metrics enabled
     python benchmarks/compare.py --servers realtime,rt-m --baseline realtime --server \
         'rt-m={python} manage.py realtime_serve --host {host} --port {port} --metrics-port {metrics_port}'
+    python benchmarks/compare.py --servers realtime,rt-2nodes --baseline realtime --scenarios fanout
+
+Variants of Realtime are PRESETS (uvicorn, --workers 2, two nodes) or --server templates; one
+that names {redis_url} gets REDIS_URL and a redis-server that compare.py starts on a free loopback
+port, flushes before every launch and counts as part of the server (CPU, RSS).
 """
 
 from __future__ import annotations
@@ -110,13 +115,26 @@ CHECKS: list[tuple[str, str]] = [
 
 
 @dataclass(frozen=True)
+class Slot:
+    """Where one launch listens: public port, metrics port, a second node's port, Redis."""
+
+    port: int
+    metrics_port: int
+    metrics: bool
+    port2: int = 0
+    redis_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Launch:
     argv: list[str]
     env: dict[str, str]
     cwd: Path
+    # Ports that must answer a handshake before the run starts (a second node's too).
+    ready_ports: tuple[int, ...] = ()
 
 
-ServerFactory = Callable[[int, int, bool], Launch]
+ServerFactory = Callable[[Slot], Launch]
 
 
 def realtime_env(port: int, metrics_port: int, metrics: bool) -> dict[str, str]:
@@ -156,41 +174,121 @@ def _python() -> str:
     return str(python if python.exists() else sys.executable)
 
 
-def realtime_launch(port: int, metrics_port: int, metrics: bool) -> Launch:
+def realtime_launch(slot: Slot) -> Launch:
     """`manage.py realtime_serve` from the repository's virtualenv."""
-    argv = [_python(), "manage.py", "realtime_serve", "--host", HOST, "--port", str(port)]
-    if metrics:
-        argv += ["--metrics-host", HOST, "--metrics-port", str(metrics_port)]
+    argv = [_python(), "manage.py", "realtime_serve", "--host", HOST, "--port", str(slot.port)]
+    if slot.metrics:
+        argv += ["--metrics-host", HOST, "--metrics-port", str(slot.metrics_port)]
     else:
         argv.append("--no-metrics")
-    return Launch(argv, realtime_env(port, metrics_port, metrics), REPO)
+    return Launch(argv, realtime_env(slot.port, slot.metrics_port, slot.metrics), REPO)
 
 
-def soketi_launch(port: int, metrics_port: int, metrics: bool) -> Launch:
+def soketi_launch(slot: Slot) -> Launch:
     env = soketi.server_env(
-        port, APP["app_id"], APP["key"], APP["secret"], metrics=metrics, metrics_port=metrics_port
+        slot.port, APP["app_id"], APP["key"], APP["secret"], slot.metrics, slot.metrics_port
     )
     return Launch(soketi.server_command(), env, soketi.ROOT)
 
 
 def template_launch(template: str) -> ServerFactory:
-    """A server started from a command template ({python} {host} {port} {metrics_port}).
+    """A server started from a command template ({python} {host} {port} {metrics_port}, and
+    {port2} for a second node, {redis_url}).
 
-    It gets Realtime's environment, so Realtime variants (uvicorn, several processes
-    behind one port, ...) need only their command line.
+    It gets Realtime's environment (plus REDIS_URL when the template names {redis_url}), so
+    Realtime variants (uvicorn, several processes behind one port, ...) need only their command line.
     """
 
-    def launch(port: int, metrics_port: int, metrics: bool) -> Launch:
-        argv = [
-            part.format(python=_python(), host=HOST, port=port, metrics_port=metrics_port)
-            for part in shlex.split(template)
-        ]
-        return Launch(argv, realtime_env(port, metrics_port, metrics), REPO)
+    def launch(slot: Slot) -> Launch:
+        values = {
+            "python": _python(),
+            "host": HOST,
+            "port": slot.port,
+            "metrics_port": slot.metrics_port,
+            "port2": slot.port2,
+            "redis_url": slot.redis_url,
+        }
+        argv = [part.format(**values) for part in shlex.split(template)]
+        env = realtime_env(slot.port, slot.metrics_port, slot.metrics)
+        if slot.redis_url:
+            env["REDIS_URL"] = slot.redis_url
+        ready = (slot.port, slot.port2) if "{port2}" in template else (slot.port,)
+        return Launch(argv, env, REPO, ready)
 
     return launch
 
 
 BUILTIN: dict[str, ServerFactory] = {"realtime": realtime_launch, "soketi": soketi_launch}
+
+_SERVE = "{python} manage.py realtime_serve --host {host} --no-metrics"
+_TWO_NODES = (
+    f"env REDIS_URL={{redis_url}} sh -c '{_SERVE} --port {{port2}} & sleep 3; exec {_SERVE} --port {{port}}'"
+)
+# Realtime variants by name: (command template, extra loadgen arguments with {port} {port2}).
+PRESETS: dict[str, tuple[str, str]] = {
+    # The same ASGI application under uvicorn (pip install uvicorn; not a project dependency):
+    # no daphne writer extension, so the consumer sends with plain websocket.send.
+    "uvicorn": (
+        "{python} -m uvicorn project.asgi:application --host {host} --port {port} "
+        "--log-level warning --no-access-log",
+        "",
+    ),
+    # One process per core: a supervisor and 2 workers sharing the public port, through Redis.
+    "rt-workers2": (f"env REDIS_URL={{redis_url}} {_SERVE} --port {{port}} --workers 2", ""),
+    # Two nodes on two ports: sockets alternate between them, events are published through node 2.
+    # The second node is a child of the first (sh execs it), so both count as the server; it starts
+    # first, as two nodes syncing the default app into one SQLite file at once can fail.
+    "rt-2nodes": (
+        _TWO_NODES,
+        "--socket-ports {port},{port2} --publish-port {port2}",
+    ),
+    # Every socket on node 1, every event published through node 2: all deliveries cross Redis.
+    "rt-2nodes-remote": (
+        _TWO_NODES,
+        "--publish-port {port2}",
+    ),
+}
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, for the variants that need one."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://{HOST}:{self.port}/0"
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", HOST, "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not self._command(b"PING").startswith(b"+PONG"):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.1)
+
+    def _command(self, command: bytes) -> bytes:
+        try:
+            with socket.create_connection((HOST, self.port), timeout=2.0) as sock:
+                sock.sendall(command + b"\r\n")
+                return sock.recv(64)
+        except OSError:
+            return b""
+
+    def flush(self) -> None:
+        """Forget what the previous launch left (its nodes, sockets, presence members)."""
+        self._command(b"FLUSHALL")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
 
 
 def free_port() -> int:
@@ -225,11 +323,23 @@ def _ready(port: int) -> bool:
 class Server:
     """A server process in its own process group, started and stopped by us."""
 
-    def __init__(self, name: str, factory: ServerFactory, metrics: bool, log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        factory: ServerFactory,
+        metrics: bool,
+        log_dir: Path,
+        redis: RedisServer | None = None,
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.metrics_port = free_port()
-        launch = factory(self.port, self.metrics_port, metrics)
+        self.port2 = free_port()
+        self.redis = redis
+        if redis is not None:
+            redis.flush()
+        launch = factory(Slot(self.port, self.metrics_port, metrics, self.port2, redis and redis.url))
+        self.ready_ports = launch.ready_ports or (self.port,)
         env = dict(os.environ)
         env.update(launch.env)
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +360,7 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
-            if _ready(self.port):
+            if all(_ready(port) for port in self.ready_ports):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready after {timeout} s: {self.tail()}")
@@ -261,15 +371,32 @@ class Server:
         return "\n".join(text[-lines:])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            # The group is ours (start_new_session): it holds the server and its workers only.
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        # The group is ours (start_new_session): it holds the server and its workers only. It is
+        # signalled even when the leader has exited, so a second node or a worker cannot outlive it.
+        self._signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.proc.wait(5)
+        deadline = time.monotonic() + 15
+        while self._group_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._signal(signal.SIGKILL)
         self._log.close()
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 # Running ---------------------------------------------------------------------------
@@ -302,7 +429,8 @@ def wait_until_quiet(limit: float, threshold: float = 0.3) -> float:
 def run_loadgen(server: Server, scenario: str, extra: list[str], timeout: float) -> dict[str, Any]:
     argv = [sys.executable, str(LOADGEN), scenario, "--host", HOST, "--port", str(server.port)]
     argv += ["--app-id", APP["app_id"], "--key", APP["key"], "--secret", APP["secret"]]
-    argv += ["--server-pid", str(server.proc.pid), "--timeout", str(timeout), *extra]
+    pids = [server.proc.pid] + ([server.redis.proc.pid] if server.redis is not None else [])
+    argv += ["--server-pid", ",".join(map(str, pids)), "--timeout", str(timeout), *extra]
     try:
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=timeout + 30, check=False, cwd=HERE
@@ -398,9 +526,24 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=COMMAND",
-        help="extra server from a command template with {python} {host} {port} {metrics_port}",
+        help="extra server from a command template with {python} {host} {port} {metrics_port} "
+        "(also {port2} {redis_url})",
+    )
+    parser.add_argument(
+        "--loadgen",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="extra loadgen arguments for one server, with {port} {port2} (e.g. --publish-port {port2})",
     )
     parser.add_argument("--scenarios", default=",".join(SCENARIO_ARGS))
+    parser.add_argument(
+        "--args",
+        action="append",
+        default=[],
+        metavar="SCENARIO=ARGS",
+        help="replace a scenario's loadgen arguments, e.g. connect='--connections 10000'",
+    )
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measured phase")
     parser.add_argument("--metrics", action="store_true", help="run the servers with metrics enabled")
     parser.add_argument(
@@ -417,11 +560,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     factories = dict(BUILTIN)
+    templates = {name: template for name, (template, _) in PRESETS.items()}
+    loadgen_args = {name: extra for name, (_, extra) in PRESETS.items() if extra}
     for spec in args.server:
         name, _, template = spec.partition("=")
         if not template:
             parser.error(f"--server wants NAME=COMMAND, got {spec!r}")
-        factories[name] = template_launch(template)
+        templates[name] = template
+    for spec in args.loadgen:
+        name, _, extra = spec.partition("=")
+        loadgen_args[name] = extra
+    factories.update({name: template_launch(template) for name, template in templates.items()})
     names = [n for n in args.servers.split(",") if n]
     unknown = [n for n in names if n not in factories]
     if unknown:
@@ -431,30 +580,44 @@ def main(argv: list[str] | None = None) -> int:
         soketi.install()
     if any(name != "soketi" for name in names):
         prepare_realtime()
+    needs_redis = {name for name in names if "{redis_url}" in templates.get(name, "")}
+    redis = RedisServer() if needs_redis else None
 
-    per_scenario = QUICK_ARGS if args.quick else SCENARIO_ARGS
+    per_scenario = dict(QUICK_ARGS if args.quick else SCENARIO_ARGS)
+    for spec in args.args:
+        scenario, _, extra = spec.partition("=")
+        per_scenario[scenario] = shlex.split(extra)
     timeout = 60 + 4 * args.duration
     results: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in names}
     errors: list[str] = []
     started = time.monotonic()
-    for round_no in range(args.rounds):
-        for scenario in scenarios:
-            for name in names:
-                print(f"-- round {round_no + 1}/{args.rounds}: {scenario} on {name}", file=sys.stderr)
-                load = wait_until_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
-                server = Server(name, factories[name], args.metrics, args.log_dir)
-                try:
-                    server.wait_ready()
-                    extra = [*per_scenario[scenario], "--duration", str(args.duration)]
-                    result = run_loadgen(server, scenario, extra, timeout)
-                except RuntimeError as exc:
-                    result = {"scenario": scenario, "ok": False, "error": str(exc)}
-                finally:
-                    server.stop()
-                if not result.get("ok"):
-                    errors.append(f"{name} {scenario} round {round_no + 1}: {result.get('error')}")
-                result["busy_cores_before"] = load
-                results[name].setdefault(scenario, []).append(result)
+    try:
+        for round_no in range(args.rounds):
+            for scenario in scenarios:
+                for name in names:
+                    print(f"-- round {round_no + 1}/{args.rounds}: {scenario} on {name}", file=sys.stderr)
+                    load = wait_until_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
+                    uses = redis if name in needs_redis else None
+                    server = Server(name, factories[name], args.metrics, args.log_dir, uses)
+                    try:
+                        server.wait_ready()
+                        extra = [*per_scenario[scenario], "--duration", str(args.duration)]
+                        extra += [
+                            part.format(port=server.port, port2=server.port2)
+                            for part in shlex.split(loadgen_args.get(name, ""))
+                        ]
+                        result = run_loadgen(server, scenario, extra, timeout)
+                    except RuntimeError as exc:
+                        result = {"scenario": scenario, "ok": False, "error": str(exc)}
+                    finally:
+                        server.stop()
+                    if not result.get("ok"):
+                        errors.append(f"{name} {scenario} round {round_no + 1}: {result.get('error')}")
+                    result["busy_cores_before"] = load
+                    results[name].setdefault(scenario, []).append(result)
+    finally:
+        if redis is not None:
+            redis.stop()
     baseline = args.baseline if args.baseline in names else names[-1]
     summary = compare(results, names, baseline)
     report = {

@@ -3,8 +3,10 @@
 Each scenario is bounded in time, prints ONE JSON line on stdout (what compare.py and
 the smoke test read) and a readable summary on stderr. Server-side cost is read from
 /proc for the pid given with --server-pid and its descendants (RSS, utime+stime), so
-several worker processes are accounted for too. The generator reports its own CPU
-utilisation: near 1.0 means it, not the server, was the bottleneck.
+several worker processes are accounted for too (more pids after a comma: a Redis the server
+uses). --socket-ports spreads the WebSockets over several nodes and --publish-port sends the
+HTTP API requests to another node. The generator reports its own CPU utilisation: near
+1.0 means it, not the server, was the bottleneck.
 
     python benchmarks/loadgen.py fanout --port 6001 --app-id app-id --key app-key \
         --secret app-secret --server-pid 1234 --subscribers 1000 --rate 20 --duration 5
@@ -62,10 +64,11 @@ def _rss_kib(pid: int) -> int:
 
 
 class ServerProbe:
-    """RSS and CPU of a server process tree, read from /proc."""
+    """RSS and CPU of a server's process trees (the server's, a Redis it uses), read from /proc."""
 
-    def __init__(self, pid: int | None) -> None:
+    def __init__(self, pid: int | None, extra_pids: list[int] | None = None) -> None:
         self.pid = pid
+        self.extra_pids = extra_pids or []
 
     def _tree(self) -> dict[int, float]:
         if self.pid is None:
@@ -78,7 +81,7 @@ class ServerProbe:
                     stats[int(name)] = stat
         if self.pid not in stats:
             return {}
-        tree = {self.pid: stats[self.pid][1]}
+        tree = {pid: stats[pid][1] for pid in [self.pid, *self.extra_pids] if pid in stats}
         grew = True
         while grew:
             grew = False
@@ -149,10 +152,14 @@ class Options:
     scenario: str
     host: str
     port: int
+    # Sockets go round-robin over these (several nodes); HTTP API requests go to publish_port.
+    ports: list[int]
+    publish_port: int
     app_id: str
     key: str
     secret: str
     server_pid: int | None
+    extra_pids: list[int]
     duration: float
     subscribers: int | None
     connections: int
@@ -184,7 +191,7 @@ async def open_many(
         async with gate:
             sock: PusherSocket | None = None
             try:
-                sock = await open_socket(opts.host, opts.port, opts.key)
+                sock = await open_socket(opts.host, opts.ports[index % len(opts.ports)], opts.key)
                 await asyncio.wait_for(setup(sock, index), 10.0)
                 socks[index] = sock
             except (TimeoutError, OSError, RuntimeError, ValueError) as exc:
@@ -340,7 +347,9 @@ async def run_phase(
     Each target is (channels, deliveries expected per event). After `duration` the
     phase waits up to `opts.drain` seconds for outstanding deliveries, then reports.
     """
-    pool = [Publisher(opts.host, opts.port, opts.app_id, opts.key, opts.secret) for _ in range(publishers)]
+    pool = [
+        Publisher(opts.host, opts.publish_port, opts.app_id, opts.key, opts.secret) for _ in range(publishers)
+    ]
     before = probe.sample()
     cpu0 = _self_cpu()
     phase = tracker.new_phase(name)
@@ -792,10 +801,25 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("scenario", choices=SCENARIOS)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--socket-ports",
+        default=None,
+        help="comma list: WebSockets round-robin over these ports (several nodes); default --port",
+    )
+    parser.add_argument(
+        "--publish-port",
+        type=int,
+        default=None,
+        help="HTTP API requests go to this port (another node); default --port",
+    )
     parser.add_argument("--app-id", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--secret", required=True)
-    parser.add_argument("--server-pid", type=int, default=None, help="pid to read RSS and CPU of")
+    parser.add_argument(
+        "--server-pid",
+        default=None,
+        help="pid to read RSS and CPU of (with its children); a comma list adds more trees, e.g. a Redis",
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measured phase")
     parser.add_argument(
         "--flat-duration", type=float, default=None, help="flat-out phase (default --duration; 0 skips)"
@@ -824,6 +848,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--timeout", type=float, default=180.0, help="hard cap on the whole scenario")
     args = parser.parse_args(argv)
     host = args.host
+    pids = args.server_pid.split(",") if args.server_pid else []
     # Load goes to this machine only.
     if not (host.startswith("127.") or host in ("localhost", "::1")):
         parser.error("--host must be a loopback address")
@@ -831,10 +856,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         scenario=args.scenario,
         host=host,
         port=args.port,
+        ports=[int(p) for p in args.socket_ports.split(",")] if args.socket_ports else [args.port],
+        publish_port=args.publish_port or args.port,
         app_id=args.app_id,
         key=args.key,
         secret=args.secret,
-        server_pid=args.server_pid,
+        server_pid=int(pids[0]) if pids else None,
+        extra_pids=[int(pid) for pid in pids[1:]],
         duration=args.duration,
         subscribers=args.subscribers,
         connections=args.connections,
@@ -858,10 +886,12 @@ def _raise_fd_limit() -> None:
 
 async def run(opts: Options) -> dict[str, Any]:
     """Run one scenario under its hard time cap and return its result dict."""
-    probe = ServerProbe(opts.server_pid)
+    probe = ServerProbe(opts.server_pid, opts.extra_pids)
     started = time.perf_counter()
     busy0, self0, server0 = _machine_busy(), _self_cpu(), probe.sample()
     result: dict[str, Any] = {"scenario": opts.scenario, "target": f"{opts.host}:{opts.port}"}
+    if opts.ports != [opts.port] or opts.publish_port != opts.port:
+        result["socket_ports"], result["publish_port"] = opts.ports, opts.publish_port
     try:
         result.update(await asyncio.wait_for(RUNNERS[opts.scenario](opts, probe), opts.timeout))
         result["ok"] = True
