@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from daphne.endpoints import build_endpoint_description_strings
 from django.core.exceptions import ValidationError
+from django.db import OperationalError
 
 from .conf import get_settings
 
@@ -19,6 +21,7 @@ LISTENING: dict[str, int] = {}
 # Largest WebSocket message autobahn accepts at all; Pusher's own limits are enforced above it
 # with a pusher:error, so a client never gets a bare 1009 close for a merely large event.
 WEBSOCKET_MAX_MESSAGE_BYTES = 256 * 1024
+DEFAULT_APP_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -40,13 +43,29 @@ def _endpoint(host: str, port: int) -> str:
     return build_endpoint_description_strings(host=host, port=port)[0]
 
 
+def _sync_default_app(config: dict[str, Any]) -> Any:
+    from .provisioning import sync_app
+
+    # Several nodes starting at once on one SQLite file write the same default app: SQLite
+    # answers "database is locked" to all but one writer, so the others wait and try again.
+    attempt = 0
+    while True:
+        try:
+            return sync_app(config)
+        except OperationalError:
+            attempt += 1
+            if attempt >= DEFAULT_APP_ATTEMPTS:
+                raise
+            time.sleep(0.2 * attempt)
+
+
 def prepare_apps(options: ServeOptions, out: TextIO) -> None:
-    from .provisioning import ensure_demo_app, sync_app
+    from .provisioning import ensure_demo_app
 
     default_app = get_settings().DEFAULT_APP
     if default_app:
         try:
-            app = sync_app(default_app)
+            app = _sync_default_app(default_app)
         except ValidationError as exc:
             problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
             raise ValueError(f"The default app (DEFAULT_APP_*) is invalid: {problems}") from exc

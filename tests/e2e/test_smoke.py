@@ -18,3 +18,12 @@ async def test_publish_reaches_subscriber(server) -> None:
         message = json.loads(await ws.recv())
         assert message["event"] == "flash"
         assert json.loads(message["data"]) == {"n": 1}
+
+
+def test_nodes_starting_together_share_one_database(start_server, tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        servers = list(pool.map(lambda _: start_server(data_dir=tmp_path), range(3)))
+    assert all(s.process.poll() is None for s in servers)
+    assert len({s.port for s in servers}) == 3
