@@ -11,8 +11,12 @@ class MetricsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from realtime.runtime import runtime_started, runtime_stopping
+
+        from . import checks, listener  # noqa: F401  (checks registers the system checks)
         from .registration import register_collectors, register_model_signals
 
         register_collectors()
         register_model_signals()
+        runtime_started.connect(listener.start, dispatch_uid="metrics-listener-start")
+        runtime_stopping.connect(listener.stop, dispatch_uid="metrics-listener-stop")

@@ -2,7 +2,7 @@
 
 Nothing here runs on the hot path. At scrape time (inside the event loop, where the metrics site's
 ASGI app bakes its output, so nothing mutates what is read) the collector turns the plain dicts of
-``realtime.stats`` into counter and histogram families, and computes the live levels (connections,
+the runtime's ``Stats`` into counter and histogram families, and computes the live levels (connections,
 channels, presence members, queue depth, caches) from the node's in-memory state: one pass over
 local sockets and channels, no I/O, nothing that could drift.
 """
@@ -24,11 +24,11 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 import realtime
-from realtime import webhooks
-from realtime.credentials import credentials
+from realtime.cluster.memory import MemoryState
+from realtime.credentials import CredentialsCache
 from realtime.protocol.names import CHANNEL_TYPE_LABELS, channel_kind
-from realtime.serving import LISTENING
-from realtime.stats import BUCKETS, Histogram, stats
+from realtime.runtime import Runtime, get_runtime
+from realtime.stats import BUCKETS, Histogram, Stats
 
 from .catalogue import FAMILIES, SOKETI, SOKETI_LABELS, Family
 from .conf import get_settings
@@ -39,16 +39,14 @@ Series = dict[tuple[str, ...], float]
 class LiveState:
     """The live levels of this node, computed once per scrape from in-memory state."""
 
-    def __init__(self) -> None:
-        from realtime.node import get_node
-
-        node = get_node()
-        registry = node.registry
-        self.accepting = 1.0 if node.accepting else 0.0
+    def __init__(self, runtime: Runtime) -> None:
+        registry = runtime.registry
+        stats = runtime.stats
+        self.accepting = 1.0 if runtime.accepting else 0.0
         # Every app this node knows of reports its levels, zeros included: "dropped to 0" must be a
         # value an alert can see, not a series that vanished. App ids come from apps that exist.
         sockets = list(registry.sockets.values())
-        apps = {app.id for app in credentials.cached()} | {socket.app_id for socket in sockets}
+        apps = {app.id for app in runtime.credentials.cached()} | {socket.app_id for socket in sockets}
         apps.update(key[0] for key in list(stats.counters.get("connection_established", {})) if key[0])
         self.connections: Counter[tuple[str, ...]] = Counter({(app_id,): 0 for app_id in apps})
         self.channels: Counter[tuple[str, ...]] = Counter(
@@ -68,7 +66,9 @@ class LiveState:
                     if subscription is not None and subscription.user_id is not None:
                         users.add(subscription.user_id)
                 self.members[(app_id,)] += len(users)
-        self.channel_cache_bytes = _channel_cache_bytes(node.state)
+        self.channel_cache_bytes = _channel_cache_bytes(runtime.state)
+        self.queued_webhooks = float(runtime.webhooks.pending())
+        self.credentials_cache_bytes = _credentials_cache_bytes(runtime.credentials)
 
 
 # channel name -> (channel_type label, presence?): classifying 10,000 channels by prefix at every
@@ -87,14 +87,13 @@ def _kind(channel: str) -> tuple[str, bool]:
 
 
 def _channel_cache_bytes(state: Any) -> float:
-    # MemoryState keeps cache channels' last frames in ``_cache``; with Redis they live in Redis.
-    cache = getattr(state, "_cache", None)
-    if not isinstance(cache, dict):
+    # The in-process state keeps cache channels' last frames; with Redis they live in Redis.
+    if not isinstance(state, MemoryState):
         return 0.0
-    return float(sum(len(entry[0]) for entry in list(cache.values())))
+    return float(state.cache_bytes())
 
 
-def _credentials_cache_bytes() -> float:
+def _credentials_cache_bytes(credentials: CredentialsCache) -> float:
     total = 0
     for app in credentials.cached():
         total += len(app.id) + len(app.key) + len(app.secret) + len(app.name)
@@ -103,7 +102,7 @@ def _credentials_cache_bytes() -> float:
     return float(total)
 
 
-def _counted(source: str) -> Series:
+def _counted(stats: Stats, source: str) -> Series:
     return {labels: float(value) for labels, value in list(stats.counters.get(source, {}).items())}
 
 
@@ -123,9 +122,9 @@ def _live_values(family: Family, live: LiveState) -> Series:
     if name == "presence_members":
         return {k: float(v) for k, v in live.members.items()}
     if name == "queue_active_jobs":
-        return {("webhooks",): float(webhooks.pending())}
+        return {("webhooks",): live.queued_webhooks}
     if name == "cache_memory_usage_bytes":
-        return {("channel",): live.channel_cache_bytes, ("credentials",): _credentials_cache_bytes()}
+        return {("channel",): live.channel_cache_bytes, ("credentials",): live.credentials_cache_bytes}
     if name == "build_info":
         return {(realtime.__version__, platform.python_version()): 1.0}
     if name == "accepting_connections":
@@ -133,9 +132,11 @@ def _live_values(family: Family, live: LiveState) -> Series:
     raise LookupError(f"no live source for {name}")
 
 
-def _counter_values(family: Family) -> Series:
+def _counter_values(runtime: Runtime, family: Family) -> Series:
     assert family.source is not None
-    values = _counted(family.source)
+    stats = runtime.stats
+    credentials = runtime.credentials
+    values = _counted(stats, family.source)
     # The credentials cache keeps plain attributes (it predates stats); fold them in here.
     if family.name == "cache_hits_total":
         values = _plus(values, {("credentials",): float(credentials.hits)})
@@ -144,7 +145,8 @@ def _counter_values(family: Family) -> Series:
     elif family.name == "cache_operations_total":
         lookups = {
             ("credentials",): float(credentials.hits + credentials.misses),
-            ("channel",): sum(_counted("cache_hits").values()) + sum(_counted("cache_misses").values()),
+            ("channel",): sum(_counted(stats, "cache_hits").values())
+            + sum(_counted(stats, "cache_misses").values()),
         }
         values = _plus(values, lookups)
     return values
@@ -161,16 +163,18 @@ def _histogram_samples(histogram: Histogram) -> tuple[list[tuple[str, float]], f
     return buckets, histogram.sum
 
 
-def _family(family: Family, prefix: str, live: Callable[[], LiveState] | None) -> Metric:
+def _family(
+    family: Family, prefix: str, runtime: Runtime | None, live: Callable[[], LiveState] | None
+) -> Metric:
     name = prefix + family.name
     labels = list(family.labels)
     width = len(labels)
     if family.type == "histogram":
         metric = HistogramMetricFamily(name, family.help, labels=labels)
-        if live is None:
+        if runtime is None:
             return metric
         assert family.source is not None
-        series = dict(stats.histograms.get(family.source, {}))
+        series = dict(runtime.stats.histograms.get(family.source, {}))
         if not labels and () not in series:
             series[()] = Histogram(BUCKETS[family.unit])
         for key, histogram in series.items():
@@ -180,8 +184,8 @@ def _family(family: Family, prefix: str, live: Callable[[], LiveState] | None) -
         return metric
     if family.type == "counter":
         metric = CounterMetricFamily(name, family.help, labels=labels)
-        values = _counter_values(family) if live is not None else {}
-        if not labels and live is not None:
+        values = _counter_values(runtime, family) if runtime is not None else {}
+        if not labels and runtime is not None:
             values.setdefault((), 0.0)
     else:
         metric = GaugeMetricFamily(name, family.help, labels=labels)
@@ -197,20 +201,21 @@ class RealtimeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         prefix = get_settings().PREFIX
+        runtime = get_runtime()
         cached: list[LiveState] = []
 
         def live() -> LiveState:
             if not cached:
-                cached.append(LiveState())
+                cached.append(LiveState(runtime))
             return cached[0]
 
         for family in FAMILIES:
-            yield _family(family, prefix, live)
+            yield _family(family, prefix, runtime, live)
 
     def describe(self) -> Iterable[Metric]:
-        # Names only: registering must not build the node (AppConfig.ready() does no I/O).
+        # Names only: registering must not build the runtime (AppConfig.ready() does no I/O).
         prefix = get_settings().PREFIX
-        return [_family(family, prefix, None) for family in FAMILIES]
+        return [_family(family, prefix, None, None) for family in FAMILIES]
 
 
 class SoketiCompatCollector(Collector):
@@ -220,9 +225,12 @@ class SoketiCompatCollector(Collector):
         conf = get_settings()
         if conf.COMPAT != "soketi":
             return
-        port = str(LISTENING.get("public", ""))
-        connected = LiveState().connections
-        established = _counted("connection_established")
+        runtime = get_runtime()
+        stats = runtime.stats
+        public = runtime.listening.get("public")
+        port = str(public[1]) if public is not None else ""
+        connected = LiveState(runtime).connections
+        established = _counted(stats, "connection_established")
         values: dict[str, Series] = {
             "connected": {key: float(count) for key, count in connected.items()},
             # Disconnections of established connections: so that connected = new - disconnected.
@@ -230,13 +238,13 @@ class SoketiCompatCollector(Collector):
                 key: max(0.0, total - connected.get(key, 0)) for key, total in established.items()
             },
             "new_connections_total": established,
-            "socket_received_bytes": _counted("socket_received_bytes"),
-            "socket_transmitted_bytes": _counted("socket_transmitted_bytes"),
-            "ws_messages_received_total": _counted("messages_received"),
-            "ws_messages_sent_total": _counted("messages_sent"),
-            "http_received_bytes": _counted("http_received_bytes"),
-            "http_transmitted_bytes": _counted("http_transmitted_bytes"),
-            "http_calls_received_total": _counted("http_calls_received"),
+            "socket_received_bytes": _counted(stats, "socket_received_bytes"),
+            "socket_transmitted_bytes": _counted(stats, "socket_transmitted_bytes"),
+            "ws_messages_received_total": _counted(stats, "messages_received"),
+            "ws_messages_sent_total": _counted(stats, "messages_sent"),
+            "http_received_bytes": _counted(stats, "http_received_bytes"),
+            "http_transmitted_bytes": _counted(stats, "http_transmitted_bytes"),
+            "http_calls_received_total": _counted(stats, "http_calls_received"),
         }
         for family in SOKETI:
             yield _compat_family(

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -19,48 +20,65 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("REALTIME_DATA_DIR", BASE_DIR / "var"))
 
 
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
+# Environment variables that are unset (or empty) leave a setting to the app's own default
+# (``realtime/conf.py``, ``metrics/conf.py``, the App model): defaults live there, once.
+UNSET: Any = object()
+
+
+def env_bool(name: str) -> Any:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return UNSET
+    if value in {"1", "true", "yes", "on"}:
         return True
-    if lowered in {"0", "false", "no", "off"}:
+    if value in {"0", "false", "no", "off"}:
         return False
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
 
 
-def env_int(name: str, default: int | None) -> int | None:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
+def env_int(name: str, *, minimum: int | None = None) -> Any:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return UNSET
     try:
         number = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
-    # -1 (soketi's convention) means "none" (unlimited, unset).
-    return None if number < 0 else number
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
 
 
-def env_limit(name: str, default: int | None, *, unlimited: bool = True) -> int | None:
-    """A per-app limit: -1 and 0 mean unlimited where the limit may be absent, else it must be positive."""
-    number = env_int(name, default)
-    if number is None or number == 0:
+def env_float(name: str) -> Any:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return UNSET
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
+def env_str(name: str) -> Any:
+    value = os.environ.get(name, "")
+    return value if value.strip() else UNSET
+
+
+def env_limit(name: str, *, unlimited: bool) -> Any:
+    """A per-app limit: -1 (soketi's convention) and 0 mean unlimited where it may be absent."""
+    number = env_int(name)
+    if number is UNSET:
+        return UNSET
+    if number <= 0:
         if unlimited:
             return None
         raise ImproperlyConfigured(f"{name} must be a positive integer")
     return number
 
 
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the settings the environment left unset."""
+    return {key: value for key, value in values.items() if value is not UNSET}
 
 
 def _secret_key() -> str:
@@ -75,7 +93,7 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DEBUG", False)
+DEBUG = env_bool("DEBUG") is True
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
@@ -150,9 +168,11 @@ WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 
-def _webhooks(raw: str) -> list[dict[str, object]]:
+def _webhooks(raw: str) -> Any:
+    if not raw.strip():
+        return UNSET
     try:
-        webhooks = json.loads(raw) if raw.strip() else []
+        webhooks = json.loads(raw)
     except ValueError:
         raise ImproperlyConfigured("DEFAULT_APP_WEBHOOKS must be a JSON list") from None
     if not isinstance(webhooks, list) or not all(
@@ -169,83 +189,89 @@ def _webhooks(raw: str) -> list[dict[str, object]]:
     return webhooks
 
 
-# Per-app limits of the default app: (default, may be unlimited, soketi's name for it).
-_DEFAULT_APP_LIMITS: dict[str, tuple[int | None, bool, str | None]] = {
-    "max_connections": (None, True, None),
-    "max_backend_events_per_second": (None, True, "DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC"),
-    "max_client_events_per_second": (10, True, "DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC"),
-    "max_read_requests_per_second": (None, True, "DEFAULT_APP_MAX_READ_REQ_PER_SEC"),
-    "max_presence_members_per_channel": (100, True, None),
-    "max_presence_member_size_kb": (2, False, "DEFAULT_APP_MAX_PRESENCE_MEMBER_SIZE_IN_KB"),
-    "max_event_payload_kb": (10, False, "DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB"),
-    "max_event_channels_at_once": (100, False, None),
-    "max_event_batch_size": (10, False, None),
-    "max_channel_name_length": (200, False, None),
+# Per-app limits of the default app: (may be unlimited, soketi's name for the variable).
+_DEFAULT_APP_LIMITS: dict[str, tuple[bool, str | None]] = {
+    "max_connections": (True, None),
+    "max_backend_events_per_second": (True, "DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC"),
+    "max_client_events_per_second": (True, "DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC"),
+    "max_read_requests_per_second": (True, "DEFAULT_APP_MAX_READ_REQ_PER_SEC"),
+    "max_presence_members_per_channel": (True, None),
+    "max_presence_member_size_kb": (False, "DEFAULT_APP_MAX_PRESENCE_MEMBER_SIZE_IN_KB"),
+    "max_event_payload_kb": (False, "DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB"),
+    "max_event_channels_at_once": (False, None),
+    "max_event_batch_size": (False, None),
+    "max_channel_name_length": (False, None),
 }
 
 
-def _default_app() -> dict[str, object] | None:
-    app_id = os.environ.get("DEFAULT_APP_ID")
+def _default_app() -> dict[str, Any] | None:
+    app_id = os.environ.get("DEFAULT_APP_ID", "").strip()
     if not app_id:
         return None
-    app: dict[str, object] = {
+    origins = env_str("DEFAULT_APP_ALLOWED_ORIGINS")
+    app = {
         "id": app_id,
-        "key": os.environ.get("DEFAULT_APP_KEY", ""),
-        "secret": os.environ.get("DEFAULT_APP_SECRET", ""),
-        "name": os.environ.get("DEFAULT_APP_NAME", ""),
-        "enabled": env_bool("DEFAULT_APP_ENABLED", True),
-        "enable_client_messages": env_bool("DEFAULT_APP_ENABLE_CLIENT_MESSAGES", False),
-        "enable_user_authentication": env_bool("DEFAULT_APP_ENABLE_USER_AUTHENTICATION", False),
-        "user_authentication_timeout": env_int("DEFAULT_APP_USER_AUTHENTICATION_TIMEOUT", 30) or 0,
-        "enable_subscription_count": env_bool("DEFAULT_APP_ENABLE_SUBSCRIPTION_COUNT", False),
-        "enable_watchlist_events": env_bool("DEFAULT_APP_ENABLE_WATCHLIST_EVENTS", False),
-        "enable_cache_channels": env_bool("DEFAULT_APP_ENABLE_CACHE_CHANNELS", True),
-        "allowed_origins": "\n".join(
-            o.strip() for o in os.environ.get("DEFAULT_APP_ALLOWED_ORIGINS", "").split(",") if o.strip()
-        ),
+        "key": env_str("DEFAULT_APP_KEY"),
+        "secret": env_str("DEFAULT_APP_SECRET"),
+        "name": env_str("DEFAULT_APP_NAME"),
+        "enabled": env_bool("DEFAULT_APP_ENABLED"),
+        "enable_client_messages": env_bool("DEFAULT_APP_ENABLE_CLIENT_MESSAGES"),
+        "enable_user_authentication": env_bool("DEFAULT_APP_ENABLE_USER_AUTHENTICATION"),
+        "user_authentication_timeout": env_int("DEFAULT_APP_USER_AUTHENTICATION_TIMEOUT", minimum=0),
+        "enable_subscription_count": env_bool("DEFAULT_APP_ENABLE_SUBSCRIPTION_COUNT"),
+        "enable_watchlist_events": env_bool("DEFAULT_APP_ENABLE_WATCHLIST_EVENTS"),
+        "enable_cache_channels": env_bool("DEFAULT_APP_ENABLE_CACHE_CHANNELS"),
+        "allowed_origins": UNSET
+        if origins is UNSET
+        else "\n".join(o.strip() for o in origins.split(",") if o.strip()),
         "webhooks": _webhooks(os.environ.get("DEFAULT_APP_WEBHOOKS", "")),
     }
-    for field, (default, unlimited, alias) in _DEFAULT_APP_LIMITS.items():
+    for field, (unlimited, alias) in _DEFAULT_APP_LIMITS.items():
         name = f"DEFAULT_APP_{field.upper()}"
         # Our name wins over soketi's when both are set.
         if not os.environ.get(name, "").strip() and alias and os.environ.get(alias, "").strip():
             name = alias
-        app[field] = env_limit(name, default, unlimited=unlimited)
-    return app
+        app[field] = env_limit(name, unlimited=unlimited)
+    return given(app)
 
 
-_redis_url = os.environ.get("REDIS_URL", "")
-REALTIME: dict[str, object] = {
-    "HOST": os.environ.get("HOST", "0.0.0.0"),  # noqa: S104 (the public endpoint, by design)
-    "PORT": env_int("PORT", 6001),
-    "WORKERS": env_int("WORKERS", 1) or 1,
-    "ACTIVITY_TIMEOUT": env_int("ACTIVITY_TIMEOUT", 120),
-    "PONG_TIMEOUT": env_int("PONG_TIMEOUT", 30),
-    "STATE_BACKEND": "redis" if _redis_url else "memory",
-    "REDIS_URL": _redis_url,
-    "REDIS_PREFIX": os.environ.get("REDIS_PREFIX", "realtime"),
-    "REDIS_MAX_CONNECTIONS": env_int("REDIS_MAX_CONNECTIONS", 200),
-    "REDIS_SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 5.0),
-    "NODE_HEARTBEAT_SECONDS": env_float("NODE_HEARTBEAT_SECONDS", 5.0),
-    "DEAD_NODE_TIMEOUT": env_float("DEAD_NODE_TIMEOUT", 30.0),
-    "SHUTDOWN_GRACE_SECONDS": env_float("SHUTDOWN_GRACE_SECONDS", 10.0),
-    "WEBHOOK_DELAY_SECONDS": env_float("WEBHOOK_DELAY_SECONDS", 3.0),
-    "WEBHOOK_RETRY_SECONDS": env_float("WEBHOOK_RETRY_SECONDS", 300.0),
-    "DEFAULT_APP": _default_app(),
-}
-
-_metrics_prefix = os.environ.get("METRICS_PROMETHEUS_PREFIX") or os.environ.get(
-    "PROMETHEUS_METRICS_PREFIX", "realtime_"
+_redis_url = env_str("REDIS_URL")
+REALTIME: dict[str, Any] = given(
+    {
+        "HOST": env_str("HOST"),
+        "PORT": env_int("PORT", minimum=0),
+        "WORKERS": env_int("WORKERS", minimum=1),
+        "ACTIVITY_TIMEOUT": env_int("ACTIVITY_TIMEOUT"),
+        "PONG_TIMEOUT": env_int("PONG_TIMEOUT"),
+        "STATE_BACKEND": UNSET if _redis_url is UNSET else "redis",
+        "REDIS_URL": _redis_url,
+        "REDIS_PREFIX": env_str("REDIS_PREFIX"),
+        "REDIS_MAX_CONNECTIONS": env_int("REDIS_MAX_CONNECTIONS"),
+        "REDIS_SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT"),
+        "NODE_HEARTBEAT_SECONDS": env_float("NODE_HEARTBEAT_SECONDS"),
+        "DEAD_NODE_TIMEOUT": env_float("DEAD_NODE_TIMEOUT"),
+        "SHUTDOWN_GRACE_SECONDS": env_float("SHUTDOWN_GRACE_SECONDS"),
+        "MAX_SOCKET_BUFFER_BYTES": env_int("MAX_SOCKET_BUFFER_BYTES", minimum=1),
+        "PATH_PREFIX": env_str("PATH_PREFIX"),
+        "WEBHOOK_DELAY_SECONDS": env_float("WEBHOOK_DELAY_SECONDS"),
+        "WEBHOOK_RETRY_SECONDS": env_float("WEBHOOK_RETRY_SECONDS"),
+        "DEFAULT_APP": _default_app(),
+    }
 )
-REALTIME_METRICS: dict[str, object] = {
-    "ENABLED": env_bool("METRICS_ENABLED", True),
-    "HOST": os.environ.get("METRICS_HOST", "127.0.0.1"),
-    "PORT": env_int("METRICS_PORT", 9601),
-    "DRIVER": os.environ.get("METRICS_DRIVER", "prometheus"),
-    "PREFIX": _metrics_prefix,
-    "COMPAT": os.environ.get("METRICS_COMPAT", ""),
-    "COMPAT_PREFIX": os.environ.get("METRICS_COMPAT_PREFIX", "soketi_"),
-}
+_metrics_prefix = env_str("METRICS_PROMETHEUS_PREFIX")
+if _metrics_prefix is UNSET:
+    _metrics_prefix = env_str("PROMETHEUS_METRICS_PREFIX")
+REALTIME_METRICS: dict[str, Any] = given(
+    {
+        "ENABLED": env_bool("METRICS_ENABLED"),
+        "HOST": env_str("METRICS_HOST"),
+        "PORT": env_int("METRICS_PORT", minimum=0),
+        "DRIVER": env_str("METRICS_DRIVER"),
+        "PREFIX": _metrics_prefix,
+        "COMPAT": env_str("METRICS_COMPAT"),
+        "COMPAT_PREFIX": env_str("METRICS_COMPAT_PREFIX"),
+    }
+)
 
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
@@ -258,7 +284,11 @@ LOGGING = {
         "json": {"()": "project.logging.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # Whatever a library logs, a signature in a logged URL never reaches the output.
+    "filters": {"redact": {"()": "realtime.redaction.RedactSecrets"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.request": {"level": "ERROR"}},
 }

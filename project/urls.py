@@ -1,15 +1,11 @@
-"""Public site: the Pusher HTTP API, health endpoints and the admin. Metrics live on their own site."""
+"""Public site of the standalone deployment: the admin. Realtime's own paths are served by
+``realtime.asgi`` in front of Django (WebSocket, HTTP API, /health, /ready)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
-
-from realtime import health
+from django.urls import path
 
 urlpatterns = [
-    path("health", health.health, name="health"),
-    path("ready", health.ready, name="ready"),
     path("admin/", admin.site.urls),
-    path("", include("realtime.api.urls")),
 ]

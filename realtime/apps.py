@@ -1,3 +1,5 @@
+"""The Django app: registers system checks, model signals and log redaction. No I/O here."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig
@@ -10,3 +12,8 @@ class RealtimeConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, signals  # noqa: F401  (registers checks and cache invalidation)
+        from .daphne import access_log
+        from .redaction import install_on_request_loggers
+
+        install_on_request_loggers()
+        access_log.install()

@@ -41,15 +41,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E004",
             )
         )
-    if backend == "redis" and not user.get("REDIS_MAX_CONNECTIONS"):
-        problems.append(
-            Warning(
-                "REALTIME['REDIS_MAX_CONNECTIONS'] is not set.",
-                hint="redis-py 8 caps its asyncio pool at 100 and fails fast when it is full; "
-                "set REDIS_MAX_CONNECTIONS explicitly (e.g. 200).",
-                id="realtime.W001",
-            )
-        )
     for name in ("ACTIVITY_TIMEOUT", "PONG_TIMEOUT"):
         value = user.get(name, 1)
         # pusher-js refuses a handshake whose activity_timeout is missing or zero (§1.3).

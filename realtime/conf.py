@@ -1,4 +1,8 @@
-"""The ``REALTIME`` settings dict: typed defaults, read lazily and cached until settings change."""
+"""The ``REALTIME`` settings dict: every default of the reusable app, defined once, here.
+
+Read lazily and cached until settings change (``override_settings`` works in tests). A project
+sets only what it changes; ``project/settings.py`` maps environment variables onto these keys.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from .protocol import limits
 
 @dataclass(frozen=True, slots=True)
 class RealtimeSettings:
+    """The typed ``REALTIME`` settings; units are seconds, bytes and counts as the names say."""
+
+    # Where ``realtime_serve`` listens for the public site.
     HOST: str = "0.0.0.0"  # noqa: S104 (the public endpoint)
     PORT: int = 6001
     WORKERS: int = 1
@@ -47,6 +54,11 @@ class RealtimeSettings:
     WEBHOOK_DELAY_SECONDS: float = 3.0
     # A socket whose unsent output grows past this is a slow consumer and is dropped.
     MAX_SOCKET_BUFFER_BYTES: int = 4 * 1024 * 1024
+    # Prepended to every public path Realtime answers (``/app/{key}``, ``/apps/...``, ``/users/...``,
+    # ``/health``, ``/ready``), for host projects whose own URLs already use them. "" or "/pusher".
+    PATH_PREFIX: str = ""
+    # An app created or updated from these fields whenever the runtime starts (field -> value,
+    # as the App model names them; missing fields take the model's defaults).
     DEFAULT_APP: dict[str, Any] | None = field(default=None)
 
 
@@ -55,6 +67,7 @@ KNOWN_KEYS = frozenset(f.name for f in fields(RealtimeSettings))
 
 @functools.cache
 def get_settings() -> RealtimeSettings:
+    """The current ``REALTIME`` settings over the defaults (unknown keys are check realtime.E002)."""
     user = getattr(settings, "REALTIME", {}) or {}
     return RealtimeSettings(**{k: v for k, v in user.items() if k in KNOWN_KEYS})
 

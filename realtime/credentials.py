@@ -2,6 +2,7 @@
 
 Entries are dropped when an App or Webhook is saved or deleted (``signals.py``), and unknown
 keys are remembered for a few seconds so that a flood of bad keys cannot reach the database.
+The one cache of a process belongs to its runtime (``realtime.runtime``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 
-from .conf import get_settings
-
 
 @dataclass(frozen=True, slots=True)
 class WebhookTarget:
+    """One webhook of an app: where to POST, which events, extra headers, the channel-name filter."""
+
     url: str
     event_types: frozenset[str]
     headers: tuple[tuple[str, str], ...]
@@ -24,6 +25,7 @@ class WebhookTarget:
     filter_suffix: str
 
     def wants(self, event: str, channel: str) -> bool:
+        """Whether the event ``event`` on ``channel`` passes this webhook's event types and filter."""
         return (
             event in self.event_types
             and channel.startswith(self.filter_prefix)
@@ -33,6 +35,8 @@ class WebhookTarget:
 
 @dataclass(frozen=True, slots=True)
 class AppCredentials:
+    """An app as the hot path sees it: an immutable snapshot of its row and webhooks."""
+
     id: str
     key: str
     secret: str
@@ -107,7 +111,14 @@ def _load(field: str, value: str) -> AppCredentials | None:
 
 
 class CredentialsCache:
-    def __init__(self) -> None:
+    """Apps by key and by id, loaded from the database once and kept until ``invalidate()``.
+
+    ``negative_ttl`` (seconds): how long a key or id that matched no app is answered as missing
+    without asking the database again.
+    """
+
+    def __init__(self, negative_ttl: float = 5.0) -> None:
+        self.negative_ttl = negative_ttl
         self._by_key: dict[str, AppCredentials] = {}
         self._by_id: dict[str, AppCredentials] = {}
         self._missing: dict[tuple[str, str], float] = {}
@@ -119,9 +130,11 @@ class CredentialsCache:
         self.misses = 0
 
     async def by_key(self, key: str) -> AppCredentials | None:
+        """The app whose key is ``key``, or None."""
         return await self._get("key", key, self._by_key)
 
     async def by_id(self, app_id: str) -> AppCredentials | None:
+        """The app whose id is ``app_id``, or None."""
         return await self._get("id", app_id, self._by_id)
 
     async def _get(self, field: str, value: str, index: dict[str, AppCredentials]) -> AppCredentials | None:
@@ -153,20 +166,19 @@ class CredentialsCache:
         if app is None:
             if len(self._missing) > 10_000:
                 self._missing.clear()
-            self._missing[(field, value)] = time.monotonic() + get_settings().CREDENTIALS_NEGATIVE_TTL
+            self._missing[(field, value)] = time.monotonic() + self.negative_ttl
             return None
         self._by_key[app.key] = app
         self._by_id[app.id] = app
         return app
 
     def cached(self) -> list[AppCredentials]:
+        """The apps cached now (for the metrics' per-app zero series)."""
         return list(self._by_id.values())
 
     def invalidate(self) -> None:
+        """Forget every app; a load already under way answers its callers but is not cached."""
         self._generation += 1
         self._by_key.clear()
         self._by_id.clear()
         self._missing.clear()
-
-
-credentials = CredentialsCache()

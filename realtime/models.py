@@ -73,7 +73,7 @@ class App(models.Model):
         "user authentication", default=False, help_text="Accept pusher:signin."
     )
     user_authentication_timeout = models.PositiveIntegerField(
-        default=0,
+        default=limits.USER_AUTHENTICATION_TIMEOUT_SECONDS,
         help_text="Seconds a connection may stay without signing in (close 4009). 0 disables it.",
     )
     enable_subscription_count = models.BooleanField(

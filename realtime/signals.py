@@ -1,4 +1,4 @@
-"""Drop cached credentials whenever an app or one of its webhooks changes."""
+"""Drop cached credentials whenever an app or one of its webhooks changes, on every node."""
 
 from __future__ import annotations
 
@@ -8,17 +8,15 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from .conf import get_settings
-from .credentials import credentials
 from .models import App, Webhook
+from .runtime import get_runtime
 
 
 @receiver([post_save, post_delete], sender=App)
 @receiver([post_save, post_delete], sender=Webhook)
 def invalidate_credentials(**kwargs: Any) -> None:
-    credentials.invalidate()
-    if get_settings().STATE_BACKEND == "redis":
-        from .redis_backend import broadcast_invalidation
-
-        # Every node caches credentials: tell them all, once the change is visible to their reads.
-        transaction.on_commit(broadcast_invalidation)
+    """This process' cache now; every other node's once the change is visible to their reads."""
+    # Also in a process that serves nothing (a command, a shell): the nodes must still hear of it.
+    runtime = get_runtime()
+    runtime.credentials.invalidate()
+    transaction.on_commit(runtime.cluster.invalidate_credentials)

@@ -2,7 +2,8 @@
 
 ``realtime`` never imports ``metrics``: it counts here with dict updates (once per operation,
 never once per subscriber), and the metrics app turns these into Prometheus families at scrape
-time. Keys are bounded label tuples (app id, channel type, close code bucket, ...).
+time. Keys are bounded label tuples (app id, channel type, close code bucket, ...). The one
+``Stats`` of a process belongs to its runtime (``realtime.runtime``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ BUCKETS: dict[str, tuple[float, ...]] = {
 
 
 class Histogram:
+    """Counts per bucket (``bounds`` are upper bounds in base units; the last count is +Inf) and a sum."""
+
     __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
@@ -35,6 +38,11 @@ class Histogram:
 
 
 class Stats:
+    """Counters (``name -> labels -> int``) and histograms (``name -> labels -> Histogram``).
+
+    ``labels`` is a tuple of bounded values in the order of the catalogue family's label names.
+    """
+
     def __init__(self) -> None:
         self.counters: dict[str, defaultdict[tuple[str, ...], int]] = defaultdict(lambda: defaultdict(int))
         self.histograms: dict[str, dict[tuple[str, ...], Histogram]] = defaultdict(dict)
@@ -56,6 +64,3 @@ class Stats:
     def reset(self) -> None:
         self.counters.clear()
         self.histograms.clear()
-
-
-stats = Stats()

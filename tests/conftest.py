@@ -29,6 +29,21 @@ APP_KEY = "test-key-0123456789"
 APP_SECRET = "test-secret-0123456789abcdef"
 
 
+# Fixtures that start real processes (servers, redis-server): a test using one is end to end.
+PROCESS_FIXTURES = frozenset({"migrated_db", "redis_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow tests ``e2e``: under tests/e2e, or using a fixture that starts a process.
+
+    ``pytest -m "not e2e"`` runs the fast rest in seconds.
+    """
+    e2e = pytest.mark.e2e
+    for item in items:
+        if "e2e" in item.path.parts or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(e2e)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -2,10 +2,10 @@
 
 Django's ``ASGIHandler`` runs the request_started/finished signals and every sync-capable
 middleware through ``sync_to_async``: several thread hops per request, measured at ~990 µs of
-CPU per ``POST /events`` against ~210 µs for a plain ASGI handler (DESIGN §4.1). The API views
-need none of it (no sessions, no CSRF, no ORM on the hot path), so ``ApiApplication`` resolves
-API paths itself, builds Django's ``ASGIRequest``, calls the same views and sends their
-response. Anything else goes to the wrapped Django application unchanged.
+CPU per ``POST /events`` against ~210 µs for a plain ASGI handler (docs/architecture.md). The API
+views need none of it (no sessions, no CSRF, no ORM on the hot path), so ``ApiApplication``
+resolves API paths itself, builds Django's ``ASGIRequest``, calls the same views and sends their
+response.
 """
 
 from __future__ import annotations
@@ -15,27 +15,32 @@ from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, ResolverMatch, resolve
 
 from .errors import ApiError, render
 
 # The largest API request body read at all; event size limits are checked by the views.
 MAX_BODY_BYTES = 1024 * 1024
-_PREFIXES = ("/apps/", "/users/")
+PREFIXES = ("/apps/", "/users/")
 
 
 class ApiApplication:
-    def __init__(self, fallback: Any, urlconf: str = "realtime.api.urls") -> None:
-        self.fallback = fallback
+    """The Pusher HTTP API routes of ``urlconf`` as an ASGI application for ``http`` scopes."""
+
+    def __init__(self, urlconf: str = "realtime.api.urls") -> None:
         self.urlconf = urlconf
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(_PREFIXES):
-            return await self.fallback(scope, receive, send)
+    def match(self, path: str) -> ResolverMatch | None:
+        """The API route of ``path`` (below any prefix), or None when it is not an API path."""
+        if not path.startswith(PREFIXES):
+            return None
         try:
-            match = resolve(scope["path"], urlconf=self.urlconf)
+            return resolve(path, urlconf=self.urlconf)
         except Resolver404:
-            return await self.fallback(scope, receive, send)
+            return None
+
+    async def serve(self, match: ResolverMatch, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Answer the request ``match`` was resolved for. ``scope["root_path"]`` holds any prefix."""
         body = await _read_body(receive)
         if body is None:
             response: HttpResponse = render(ApiError(413, "Request body too large"))

@@ -1,4 +1,7 @@
-"""Signed-request verification for the HTTP API (pusher-protocol.md §7.1)."""
+"""Signed-request verification for the HTTP API.
+
+https://pusher.com/docs/channels/library_auth_reference/rest-api/#authentication
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import time
 
 from django.http import HttpRequest
 
-from ..credentials import AppCredentials, credentials
+from ..credentials import AppCredentials, CredentialsCache
 from ..protocol.limits import API_TIMESTAMP_WINDOW_SECONDS
 from ..protocol.signatures import api_signature, body_md5
 from .errors import ApiError
@@ -15,8 +18,15 @@ from .errors import ApiError
 _REQUIRED = ("auth_key", "auth_timestamp", "auth_version", "auth_signature")
 
 
-async def authenticate(request: HttpRequest, app_id: str | None) -> AppCredentials:
-    """The app a request is signed for; ``app_id`` None means "resolve it from auth_key"."""
+async def authenticate(
+    credentials: CredentialsCache, request: HttpRequest, app_id: str | None
+) -> AppCredentials:
+    """The app a request is signed for; ``app_id`` None means "resolve it from auth_key".
+
+    Raises ``ApiError`` 401 (missing or bad parameters, signature, timestamp, body_md5), 403 (app
+    disabled) or 404 (unknown app). The signature is checked over the path as the client sent it
+    and over the path below a prefix (``root_path``: a prefix-stripping proxy, ``PATH_PREFIX``).
+    """
     params = {key: request.GET[key] for key in request.GET}
     if app_id is None:
         key = params.get("auth_key")

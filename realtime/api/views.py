@@ -1,7 +1,8 @@
 """HTTP API views: authenticate, validate, then publish through the broker or answer from the state.
 
-Views are async and never touch the ORM directly (credentials come from the in-process cache).
-Every failure is an ``ApiError`` rendered in ``api_view``; nothing else turns into a response.
+Views are async and never touch the ORM directly (credentials come from the runtime's cache).
+Every failure is an ``ApiError`` rendered in ``api_view`` (a backend outage is a 503); nothing
+else turns into a response (https://pusher.com/docs/channels/library_auth_reference/rest-api/).
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooMa
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import events
+from ..cluster.base import StateUnavailable
 from ..credentials import AppCredentials
-from ..node import get_node
 from ..protocol import frames
 from ..protocol.names import channel_kind, channel_name_error, event_name_error
 from ..protocol.socket_ids import is_valid_socket_id
-from ..ratelimit import app_limiters
-from ..stats import stats
+from ..runtime import Runtime, changes, get_runtime
 from .auth import authenticate
 from .errors import ApiError, render
 
@@ -51,23 +50,32 @@ def _body_size(request: HttpRequest) -> int:
 
 
 def api_view(endpoint: str, methods: tuple[str, ...], *, read: bool = False) -> Callable[[View], Any]:
-    """Authenticate, rate-limit, run the view, render JSON or an ApiError, and count it."""
+    """Authenticate, rate-limit, run the view, render JSON or an ApiError, and count it.
+
+    The view is called as ``view(runtime, request, app, **url_kwargs)`` and returns the JSON body.
+    """
 
     def decorate(view: View) -> Any:
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, app_id: str | None = None, **kwargs: Any) -> HttpResponse:
             started = time.perf_counter()
+            runtime = get_runtime()
+            stats = runtime.stats
             method = _method_label(request)
             app_label = ""
             try:
                 if method not in methods:
                     raise ApiError(405, f"Method {method} not allowed")
-                app = await authenticate(request, app_id)
+                await runtime.start()
+                app = await authenticate(runtime.credentials, request, app_id)
                 app_label = app.id
-                if read and not app_limiters.allow(app.id, "read_requests", app.max_read_requests_per_second):
+                limit = app.max_read_requests_per_second
+                if read and not runtime.limiters.allow(app.id, "read_requests", limit):
                     stats.incr("rate_limit_triggered", (app.id, "read_requests"))
                     raise ApiError(429, "Too many read requests")
-                response: HttpResponse = JsonResponse(await view(request, app, **kwargs))
+                response: HttpResponse = JsonResponse(await view(runtime, request, app, **kwargs))
+            except StateUnavailable as exc:
+                response = render(ApiError(503, exc.message))
             except RequestDataTooBig:
                 response = render(ApiError(413, "Request body too large"))
             except (TooManyFieldsSent, SuspiciousOperation):
@@ -184,8 +192,10 @@ def _check_info_attribute(
             raise ApiError(400, f"Unsupported info attribute: {attribute[:50]!r}")
 
 
-async def _channel_info(app: AppCredentials, channel: str, attributes: list[str]) -> dict[str, Any]:
-    state = get_node().state
+async def _channel_info(
+    runtime: Runtime, app: AppCredentials, channel: str, attributes: list[str]
+) -> dict[str, Any]:
+    state = runtime.state
     info: dict[str, Any] = {}
     for attribute in attributes:
         if attribute == "user_count":
@@ -200,38 +210,40 @@ async def _channel_info(app: AppCredentials, channel: str, attributes: list[str]
     return info
 
 
-async def _publish(app: AppCredentials, event: _Event) -> dict[str, Any]:
-    node = get_node()
+async def _publish(runtime: Runtime, app: AppCredentials, event: _Event) -> dict[str, Any]:
+    stats = runtime.stats
     started = time.perf_counter()
     for channel in event.channels:
         text = frames.encode_event(event.name, channel, event.data)
-        await node.broker.publish(app.id, [channel], text, event.socket_id)
+        await runtime.broker.publish(app.id, [channel], text, event.socket_id)
         stats.incr("broadcast_messages", (app.id, channel_kind(channel).label))
-        await events.published(app, [channel], text)
+        await changes.published(runtime, app, channel, text)
     stats.observe("message_processing_duration", time.perf_counter() - started, ("publish",))
     stats.observe("message_size", len(event.data), ("out",), unit="bytes")
     if not event.info:
         return {}
-    return {channel: await _channel_info(app, channel, event.info) for channel in event.channels}
+    return {channel: await _channel_info(runtime, app, channel, event.info) for channel in event.channels}
 
 
-def _backend_quota(app: AppCredentials, cost: int) -> None:
-    if not app_limiters.allow(app.id, "backend_events", app.max_backend_events_per_second, cost):
-        stats.incr("rate_limit_triggered", (app.id, "backend_events"))
+def _backend_quota(runtime: Runtime, app: AppCredentials, cost: int) -> None:
+    if not runtime.limiters.allow(app.id, "backend_events", app.max_backend_events_per_second, cost):
+        runtime.stats.incr("rate_limit_triggered", (app.id, "backend_events"))
         raise ApiError(429, "Too many events: the app's backend event rate limit was reached")
 
 
 @api_view("events", ("POST",))
-async def trigger_event(request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
+async def trigger_event(runtime: Runtime, request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
+    """``POST /apps/{id}/events``: one event to 1-100 channels."""
     event = _validate_event(app, _json_body(request), batch=False)
     # With info the request counts as two messages (REST).
-    _backend_quota(app, 2 if event.info else 1)
-    info = await _publish(app, event)
+    _backend_quota(runtime, app, 2 if event.info else 1)
+    info = await _publish(runtime, app, event)
     return {"channels": info} if info else {}
 
 
 @api_view("batch_events", ("POST",))
-async def trigger_batch(request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
+async def trigger_batch(runtime: Runtime, request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
+    """``POST /apps/{id}/batch_events``: up to the app's batch size of events."""
     body = _json_body(request)
     batch = body.get("batch")
     if not isinstance(batch, list) or not batch:
@@ -241,8 +253,8 @@ async def trigger_batch(request: HttpRequest, app: AppCredentials) -> dict[str, 
     if not all(isinstance(item, dict) for item in batch):
         raise ApiError(400, "Every batch item must be an event object")
     validated = [_validate_event(app, item, batch=True) for item in batch]
-    _backend_quota(app, sum(2 if e.info else 1 for e in validated))
-    results = [await _publish(app, event) for event in validated]
+    _backend_quota(runtime, app, sum(2 if e.info else 1 for e in validated))
+    results = [await _publish(runtime, app, event) for event in validated]
     if not any(event.info for event in validated):
         return {}
     return {
@@ -251,7 +263,8 @@ async def trigger_batch(request: HttpRequest, app: AppCredentials) -> dict[str, 
 
 
 @api_view("channels", ("GET",), read=True)
-async def channels(request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
+async def channels(runtime: Runtime, request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
+    """``GET /apps/{id}/channels``: occupied channels, by prefix, with presence user counts."""
     prefix = request.GET.get("filter_by_prefix", "")
     info = _info_attributes(request.GET.get("info"))
     for attribute in info:
@@ -259,7 +272,7 @@ async def channels(request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
             raise ApiError(400, f"Unsupported info attribute for channel lists: {attribute[:50]!r}")
         if not prefix.startswith("presence-"):
             raise ApiError(400, "info=user_count requires filter_by_prefix=presence-")
-    state = get_node().state
+    state = runtime.state
     occupied = await state.channels(app.id, prefix)
     result: dict[str, Any] = {}
     for channel in sorted(occupied):
@@ -270,35 +283,45 @@ async def channels(request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
 
 
 @api_view("channel", ("GET",), read=True)
-async def channel(request: HttpRequest, app: AppCredentials, channel_name: str) -> dict[str, Any]:
+async def channel(
+    runtime: Runtime, request: HttpRequest, app: AppCredentials, channel_name: str
+) -> dict[str, Any]:
+    """``GET /apps/{id}/channels/{name}``: whether it is occupied, and the info asked for."""
     if (reason := channel_name_error(channel_name, app.max_channel_name_length)) is not None:
         raise ApiError(400, reason)
     info = _info_attributes(request.GET.get("info"))
     for attribute in info:
         _check_info_attribute(app, attribute, [channel_name], allow_cache=True)
-    count = await get_node().state.subscription_count(app.id, channel_name)
-    return {"occupied": count > 0, **await _channel_info(app, channel_name, info)}
+    count = await runtime.state.subscription_count(app.id, channel_name)
+    return {"occupied": count > 0, **await _channel_info(runtime, app, channel_name, info)}
 
 
 @api_view("channel_users", ("GET",), read=True)
-async def channel_users(request: HttpRequest, app: AppCredentials, channel_name: str) -> dict[str, Any]:
+async def channel_users(
+    runtime: Runtime, request: HttpRequest, app: AppCredentials, channel_name: str
+) -> dict[str, Any]:
+    """``GET /apps/{id}/channels/{name}/users``: a presence channel's members."""
     if (reason := channel_name_error(channel_name, app.max_channel_name_length)) is not None:
         raise ApiError(400, reason)
     if not channel_kind(channel_name).presence:
         raise ApiError(400, "Users can only be listed for presence channels")
-    members = await get_node().state.members(app.id, channel_name)
+    members = await runtime.state.members(app.id, channel_name)
     return {"users": [{"id": user_id} for user_id in members]}
 
 
 @api_view("terminate_connections", ("POST",))
-async def terminate_connections(request: HttpRequest, app: AppCredentials, user_id: str) -> dict[str, Any]:
-    await get_node().broker.terminate_user(app.id, user_id)
+async def terminate_connections(
+    runtime: Runtime, request: HttpRequest, app: AppCredentials, user_id: str
+) -> dict[str, Any]:
+    """``POST /apps/{id}/users/{user_id}/terminate_connections``: close the user's sockets (4009)."""
+    await runtime.broker.terminate_user(app.id, user_id)
     return {}
 
 
 @csrf_exempt
 async def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
     """Any other path under the API: JSON like every API answer, not Django's HTML page."""
+    stats = get_runtime().stats
     stats.incr("http_requests", (_method_label(request), "not_found", "404"))
     stats.incr("http_errors", ("not_found", "404"))
     return render(ApiError(404, "Not found"))

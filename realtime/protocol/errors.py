@@ -20,6 +20,19 @@ WATCHLIST_LIMIT = 4302
 # 4300-4399 is "any other error": sent as pusher:error without closing.
 GENERIC_ERROR = 4300
 
+# Close codes a connection can end with: RFC 6455's and Pusher's (metric label values).
+KNOWN_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012}
+    | {TLS_ONLY, APP_NOT_FOUND, APP_DISABLED, OVER_CONNECTION_QUOTA, PATH_NOT_FOUND, INVALID_VERSION}
+    | {UNSUPPORTED_PROTOCOL, NO_PROTOCOL, UNAUTHORIZED, OVER_CAPACITY, RECONNECT, PONG_NOT_RECEIVED}
+    | {CLOSED_AFTER_INACTIVITY}
+)
+
+
+def close_code_label(code: object) -> str:
+    """``code`` as a bounded metric label: the code itself when known, else ``"other"``."""
+    return str(code) if code in KNOWN_CLOSE_CODES else "other"
+
 
 class PusherError(Exception):
     """A protocol error reported to the client as ``pusher:error``.

@@ -19,5 +19,7 @@ API_TIMESTAMP_WINDOW_SECONDS = 600
 CACHE_TTL_SECONDS = 1800
 ACTIVITY_TIMEOUT_SECONDS = 120
 PONG_TIMEOUT_SECONDS = 30
+# With user authentication required, how long a connection may stay without signing in (4009).
+USER_AUTHENTICATION_TIMEOUT_SECONDS = 30
 # Largest client frame we parse at all; Pusher's event limit is enforced separately.
 MAX_CLIENT_FRAME_BYTES = 64 * 1024

@@ -14,7 +14,7 @@ import secrets
 import pytest
 import websockets
 
-from realtime.consumers import _KNOWN_CLOSE_CODES
+from realtime.protocol.errors import KNOWN_CLOSE_CODES as _KNOWN_CLOSE_CODES
 
 from .conftest import PREFIX, connect, wait_for
 

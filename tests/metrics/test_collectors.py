@@ -1,4 +1,4 @@
-"""The collectors in-process: counters and histograms from realtime.stats, levels from live state."""
+"""The collectors in-process: counters and histograms from the runtime's stats, levels from live state."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from metrics.checks import check_metrics_settings, is_private_address
 from metrics.collectors import RealtimeCollector, SoketiCompatCollector
 from metrics.conf import get_settings
 from project.logging import JsonFormatter
-from realtime.node import get_node, reset_node
 from realtime.ratelimit import AppLimiters, WindowLimiter
-from realtime.stats import stats
+from realtime.runtime import get_runtime, reset_runtime
+from realtime.stats import Stats
 
 METRICS = {"ENABLED": True, "HOST": "127.0.0.1", "PORT": 9601, "PREFIX": "realtime_"}
 
@@ -39,14 +39,15 @@ class FakeSocket:
     def watchlist_changed(self, user_id: str, online: bool) -> None: ...
 
 
-@pytest.fixture
-def fresh_node() -> Iterator[None]:
-    reset_node()
-    yield
-    reset_node()
+@pytest.fixture(autouse=True)
+def stats() -> Iterator[Stats]:
+    """A fresh runtime per test; its counters are what the collectors read."""
+    reset_runtime()
+    yield get_runtime().stats
+    reset_runtime()
 
 
-def test_counters_come_from_stats() -> None:
+def test_counters_come_from_stats(stats: Stats) -> None:
     frozen = save_registry()
     stats.incr("connection_established", ("unit-app",))
     stats.incr("connection_established", ("unit-app",), 2)
@@ -55,7 +56,7 @@ def test_counters_come_from_stats() -> None:
     assert_metric_diff(frozen, 1, "realtime_connection_closed_total", app_id="unit-app", code="1000")
 
 
-def test_histograms_are_cumulative_with_sum_and_count() -> None:
+def test_histograms_are_cumulative_with_sum_and_count(stats: Stats) -> None:
     registry = CollectorRegistry()
     registry.register(RealtimeCollector())
     for value in (0.0004, 0.003, 0.003, 20.0):
@@ -76,7 +77,7 @@ def test_histograms_are_cumulative_with_sum_and_count() -> None:
     assert samples[("realtime_adapter_latency_seconds_sum", None)] == pytest.approx(20.0064)
 
 
-def test_a_miscounted_series_is_skipped_not_a_failed_scrape() -> None:
+def test_a_miscounted_series_is_skipped_not_a_failed_scrape(stats: Stats) -> None:
     stats.incr("errors", ("too", "many", "labels"))
     try:
         text = generate_latest().decode()
@@ -86,8 +87,8 @@ def test_a_miscounted_series_is_skipped_not_a_failed_scrape() -> None:
     assert 'type="too"' not in text
 
 
-def test_live_levels_are_read_from_the_registry(fresh_node) -> None:
-    registry = get_node().registry
+def test_live_levels_are_read_from_the_registry(stats: Stats) -> None:
+    registry = get_runtime().registry
     sockets = [FakeSocket(f"1.{i}", "live-app") for i in range(3)]
     frozen = save_registry()
     for i, socket in enumerate(sockets):
@@ -116,19 +117,19 @@ def test_live_levels_are_read_from_the_registry(fresh_node) -> None:
     assert_metric_diff(frozen, 3, "realtime_connection_established_total", app_id="live-app")
 
 
-def test_accepting_connections_follows_the_node(fresh_node) -> None:
-    node = get_node()
+def test_accepting_connections_follows_the_node() -> None:
+    node = get_runtime()
     assert_metric_equal(1, "realtime_accepting_connections")
     node.accepting = False
     assert_metric_equal(0, "realtime_accepting_connections")
 
 
-def test_rate_limit_decisions_are_counted() -> None:
+def test_rate_limit_decisions_are_counted(stats: Stats) -> None:
     frozen = save_registry()
-    limiter = WindowLimiter(2, ("rl-app", "client_events"))
+    limiter = WindowLimiter(2, ("rl-app", "client_events"), stats)
     results = [limiter.allow(now=100.0) for _ in range(3)]
     assert results == [True, True, False]
-    assert AppLimiters().allow("rl-app", "backend_events", None)  # no limit: no decision counted
+    assert AppLimiters(stats).allow("rl-app", "backend_events", None)  # no limit: no decision counted
     assert_metric_diff(
         frozen,
         2,
@@ -162,7 +163,7 @@ def test_prefix_setting_renames_every_family() -> None:
     assert not any(name.startswith("realtime_") for name in names)
 
 
-def test_soketi_families_only_when_asked(fresh_node) -> None:
+def test_soketi_families_only_when_asked(stats: Stats) -> None:
     registry = CollectorRegistry()
     registry.register(SoketiCompatCollector())
     stats.incr("connection_established", ("compat-app",), 5)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.checks import Error, Warning
+from django.core.checks import Error
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
@@ -53,18 +53,6 @@ def test_e004_redis_backend_without_url() -> None:
         problems = check_settings()
     assert ids(problems) == ["realtime.E004"]
     assert "REDIS_URL" in problems[0].hint
-
-
-def test_w001_redis_without_max_connections() -> None:
-    with override_settings(
-        REALTIME=realtime(
-            STATE_BACKEND="redis", REDIS_URL="redis://127.0.0.1:6379/0", REDIS_MAX_CONNECTIONS=None
-        )
-    ):
-        problems = check_settings()
-    assert ids(problems) == ["realtime.W001"]
-    assert isinstance(problems[0], Warning)
-    assert "100" in problems[0].hint
 
 
 def test_no_redis_warnings_for_the_memory_backend() -> None:

@@ -15,8 +15,8 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from realtime.models import App, Webhook
-from realtime.provisioning import sync_app
+from realtime.models import LIMIT_FIELDS, App, Webhook
+from realtime.provisioning import apply_default_app, sync_app
 
 from ..conftest import PYTHON, ROOT, _base_env
 from .api_client import Api
@@ -171,33 +171,41 @@ def test_no_default_app_without_an_id(default_app_env) -> None:
     assert default_app_env(DEFAULT_APP_KEY="k") is None
 
 
-def test_default_app_defaults(default_app_env) -> None:
-    config = default_app_env(DEFAULT_APP_ID="1")
-    assert config == {
+def test_the_environment_states_only_what_it_sets(default_app_env) -> None:
+    assert default_app_env(DEFAULT_APP_ID="1") == {"id": "1"}
+    assert default_app_env(DEFAULT_APP_ID="1", DEFAULT_APP_MAX_CONNECTIONS="-1") == {
         "id": "1",
-        "key": "",
-        "secret": "",
-        "name": "",
-        "enabled": True,
-        "enable_client_messages": False,
-        "enable_user_authentication": False,
-        "user_authentication_timeout": 30,
-        "enable_subscription_count": False,
-        "enable_watchlist_events": False,
-        "enable_cache_channels": True,
-        "allowed_origins": "",
-        "webhooks": [],
         "max_connections": None,
-        "max_backend_events_per_second": None,
-        "max_client_events_per_second": 10,
-        "max_read_requests_per_second": None,
-        "max_presence_members_per_channel": 100,
-        "max_presence_member_size_kb": 2,
-        "max_event_payload_kb": 10,
-        "max_event_channels_at_once": 100,
-        "max_event_batch_size": 10,
-        "max_channel_name_length": 200,
     }
+
+
+@pytest.mark.django_db
+def test_defaults_agree_everywhere(admin_client) -> None:
+    """The model holds each default once: the default app, the command and the admin agree."""
+    fields = [
+        *LIMIT_FIELDS,
+        "enabled",
+        "enable_client_messages",
+        "enable_user_authentication",
+        "user_authentication_timeout",
+        "enable_subscription_count",
+        "enable_watchlist_events",
+        "enable_cache_channels",
+        "allowed_origins",
+        "name",
+    ]
+    from_default_app = apply_default_app({"id": "1"})
+    _, found = createapp("--id", "2")
+    from_command = App.objects.get(id=found["app id"])
+    form = admin_client.get("/admin/realtime/app/add/").context["adminform"].form
+    for name in fields:
+        expected = App._meta.get_field(name).get_default()
+        assert getattr(from_default_app, name) == expected, name
+        assert getattr(from_command, name) == expected, name
+        if App._meta.get_field(name).has_default():  # else the form starts empty, as the model
+            assert form[name].initial == expected, name
+    assert from_default_app.user_authentication_timeout == 30
+    assert list(from_default_app.webhooks.all()) == []
 
 
 def test_default_app_from_every_variable(default_app_env) -> None:

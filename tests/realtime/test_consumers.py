@@ -6,25 +6,25 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from realtime.credentials import credentials
+from realtime.asgi import realtime_application
 from realtime.models import App
-from realtime.node import get_node, reset_node
 from realtime.protocol.signatures import channel_auth
-from realtime.routing import websocket_urlpatterns
+from realtime.runtime import get_runtime, reset_runtime
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-application = URLRouter(websocket_urlpatterns)
+application = realtime_application()
 QUERY = "protocol=7&client=js&version=8.4.0"
 
 
 @pytest.fixture(autouse=True)
-def fresh_node() -> None:
-    reset_node()
-    credentials.invalidate()
+async def fresh_runtime() -> AsyncIterator[None]:
+    reset_runtime()
+    yield
+    await get_runtime().stop()
+    reset_runtime()
 
 
 @pytest.fixture
@@ -63,8 +63,8 @@ async def test_subscribe_and_fan_out(connected, app: App) -> None:
     comm, _ = connected
     await comm.send_to(text_data=json.dumps({"event": "pusher:subscribe", "data": {"channel": "c"}}))
     assert (await receive(comm))["event"] == "pusher_internal:subscription_succeeded"
-    node = get_node()
-    delivered = await node.broker.publish(app.id, ["c"], '{"event":"e","channel":"c","data":"1"}')
+    runtime = get_runtime()
+    delivered = await runtime.broker.publish(app.id, ["c"], '{"event":"e","channel":"c","data":"1"}')
     assert delivered == 1
     assert await receive(comm) == {"event": "e", "channel": "c", "data": "1"}
 
@@ -91,10 +91,10 @@ async def test_cleanup_on_disconnect(connected, app: App) -> None:
     comm, _ = connected
     await comm.send_to(text_data=json.dumps({"event": "pusher:subscribe", "data": {"channel": "gone"}}))
     await receive(comm)
-    node = get_node()
-    assert await node.state.subscription_count(app.id, "gone") == 1
+    runtime = get_runtime()
+    assert await runtime.state.subscription_count(app.id, "gone") == 1
     await comm.disconnect()
-    assert await node.state.subscription_count(app.id, "gone") == 0
-    assert await node.state.connection_count(app.id) == 0
-    assert node.registry.sockets == {}
-    assert node.registry.channels == {}
+    assert await runtime.state.subscription_count(app.id, "gone") == 0
+    assert await runtime.state.connection_count(app.id) == 0
+    assert runtime.registry.sockets == {}
+    assert runtime.registry.channels == {}

@@ -1,4 +1,8 @@
-"""RedisState, RedisBroker and the node lifecycle against a private redis-server, several nodes at once."""
+"""RedisState, RedisBroker and the node lifecycle against a private redis-server, several nodes at once.
+
+Each node is a whole runtime (its own registry, credentials cache and counters) whose cluster
+backend is Redis; the tests drive the backend (``runtime.cluster``) directly.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,18 @@ from typing import Any
 import pytest
 import redis
 
+from realtime.cluster.base import StateUnavailable
+from realtime.cluster.redis.backend import RedisCluster
+from realtime.cluster.registry import Outbound
 from realtime.conf import RealtimeSettings
-from realtime.credentials import credentials
 from realtime.models import App
 from realtime.protocol import errors
-from realtime.redis_backend import RedisBackend
-from realtime.registry import Outbound, Registry
-from realtime.state import BackendUnavailable
-from realtime.stats import stats
+from realtime.runtime import Runtime
 
 APP = "7001"
 DEAD_NODE_TIMEOUT = 1.0
 
-# Reaping looks apps up (for webhooks and app flags) through the credentials cache.
+# Reaping looks apps up (for webhooks and app flags) through each runtime's credentials cache.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -69,7 +72,7 @@ def settings_for(url: str, **overrides: Any) -> RealtimeSettings:
     return RealtimeSettings(**options)
 
 
-async def crash(backend: RedisBackend) -> None:
+async def crash(backend: RedisCluster) -> None:
     """Stop a node as SIGKILL would: no cleanup in Redis, the heartbeat just stops."""
     backend._stopping = True
     backend.up = False
@@ -83,12 +86,22 @@ async def crash(backend: RedisBackend) -> None:
         await client.connection_pool.disconnect()
 
 
+RUNTIMES: dict[int, Runtime] = {}
+
+
+def runtime_of(backend: RedisCluster) -> Runtime:
+    return RUNTIMES[id(backend)]
+
+
 @pytest.fixture
 async def nodes(redis_server) -> AsyncIterator[Callable[..., Any]]:
-    started: list[RedisBackend] = []
+    started: list[RedisCluster] = []
 
-    async def start(**overrides: Any) -> RedisBackend:
-        backend = RedisBackend(Registry(), settings_for(redis_server.url, **overrides))
+    async def start(**overrides: Any) -> RedisCluster:
+        runtime = Runtime(settings_for(redis_server.url, **overrides))
+        backend = runtime.cluster
+        assert isinstance(backend, RedisCluster)
+        RUNTIMES[id(backend)] = runtime
         await backend.start()
         await wait_for(lambda: backend.up)
         started.append(backend)
@@ -98,6 +111,7 @@ async def nodes(redis_server) -> AsyncIterator[Callable[..., Any]]:
     for backend in started:
         if not backend._stopping:
             await backend.stop()
+        RUNTIMES.pop(id(backend), None)
 
 
 async def test_subscriptions_are_counted_across_nodes(nodes) -> None:
@@ -211,21 +225,19 @@ async def test_control_messages_reach_every_node(nodes) -> None:
     await wait_for(lambda: on_a.received == [json.dumps({"watchlist": "u9", "online": True})])
 
 
-async def test_credentials_invalidation_reaches_every_node(nodes, redis_server, settings) -> None:
-    await nodes()
-    credentials._by_id["x"] = object()  # type: ignore[assignment]
-    settings.REALTIME = {"STATE_BACKEND": "redis", "REDIS_URL": redis_server.url, "REDIS_PREFIX": "test"}
-    from realtime.redis_backend import broadcast_invalidation
-
-    await asyncio.to_thread(broadcast_invalidation)
-    await wait_for(lambda: "x" not in credentials._by_id)
+async def test_credentials_invalidation_reaches_every_node(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    for node in (a, b):
+        runtime_of(node).credentials._by_id["x"] = object()  # type: ignore[assignment]
+    # Sync, as a model signal calls it (from a thread in an async server).
+    await asyncio.to_thread(a.invalidate_credentials)
+    await wait_for(lambda: all("x" not in runtime_of(n).credentials._by_id for n in (a, b)))
 
 
 async def test_dead_node_is_reaped_once_with_member_removed(nodes) -> None:
     await asyncio.to_thread(
         App.objects.create, id=APP, key="k-7001", secret="s-7001", name="t", enable_watchlist_events=True
     )
-    credentials.invalidate()
     a, b, c = await nodes(), await nodes(), await nodes()
     watchers = []
     for node in (a, b):
@@ -293,10 +305,9 @@ async def test_redis_outage_closes_sockets_and_recovers(nodes, redis_server) -> 
     await wait_for(lambda: not a.up)
     assert a.problem == "redis unavailable"
     await wait_for(lambda: local.terminated == [errors.RECONNECT])
-    with pytest.raises(BackendUnavailable) as refused:
+    with pytest.raises(StateUnavailable) as refused:
         await a.state.add_connection(APP, "1.2")
     assert refused.value.code == errors.OVER_CAPACITY
-    assert refused.value.status == 503
     assert await a.state.unsubscribe(APP, "news", "1.1") is None
     a.registry.remove(local)
     redis_server.start()
@@ -338,6 +349,7 @@ async def test_lost_bus_connection_retires_the_node_id(nodes, redis_server) -> N
 
 async def test_adapter_metrics_are_counted(nodes) -> None:
     a = await nodes()
+    stats = a.stats
     before = stats.counters["adapter_operations"][("subscribe",)]
     await a.state.subscribe(APP, "news", "1.1")
     await a.broker.publish(APP, ["news"], "x" * 300)

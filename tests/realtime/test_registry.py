@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from realtime.registry import Outbound, Registry
+from realtime.cluster.registry import Outbound, Registry
+from realtime.stats import Stats
 
 
 class Socket:
@@ -30,7 +31,7 @@ def subscribed(registry: Registry, socket_id: str, channel: str = "c") -> Socket
 
 
 def test_one_outbound_reaches_every_subscriber_but_the_excluded() -> None:
-    registry = Registry()
+    registry = Registry(Stats())
     a, b, c = (subscribed(registry, s) for s in ("1.1", "1.2", "1.3"))
     message = Outbound('{"event":"e"}')
     assert registry.deliver("app", "c", message, except_socket_id="1.2") == 2
@@ -39,7 +40,7 @@ def test_one_outbound_reaches_every_subscriber_but_the_excluded() -> None:
 
 
 def test_events_wait_for_the_acknowledgement() -> None:
-    registry = Registry()
+    registry = Registry(Stats())
     socket = Socket("2.1")
     registry.add(socket)
     registry.subscribe(socket, "c")
@@ -53,7 +54,7 @@ def test_events_wait_for_the_acknowledgement() -> None:
 
 
 def test_unsubscribe_while_pending_drops_held_events() -> None:
-    registry = Registry()
+    registry = Registry(Stats())
     socket = Socket("3.1")
     registry.add(socket)
     registry.subscribe(socket, "c")

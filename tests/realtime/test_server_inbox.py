@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from realtime.server import SocketInbox
+from realtime.daphne.protocol import SocketInbox
 
 
 async def test_messages_come_out_in_order_whether_queued_or_awaited() -> None:

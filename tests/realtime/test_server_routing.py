@@ -8,9 +8,14 @@ from typing import Any
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path, re_path
 
-from realtime.consumers import PusherConsumer
-from realtime.routing import websocket_urlpatterns
-from realtime.server import direct_application
+from realtime.asgi import realtime_application
+from realtime.connection.consumer import PusherConsumer
+from realtime.daphne.server import direct_application
+
+websocket_urlpatterns = [
+    path("app/<str:app_key>", PusherConsumer.as_asgi()),
+    re_path(r"", PusherConsumer.as_asgi()),
+]
 
 
 def _scope(path_: str, **extra: Any) -> dict[str, Any]:
@@ -18,7 +23,7 @@ def _scope(path_: str, **extra: Any) -> dict[str, Any]:
 
 
 class Site:
-    """Like metrics.asgi.SiteRouter: routes by scope, opting in with route_scope."""
+    """A router that opts in with route_scope, and sends some scopes elsewhere."""
 
     def __init__(self, public: Any) -> None:
         self.public = public
@@ -26,20 +31,36 @@ class Site:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise AssertionError("not called when the route resolves")
 
-    def route_scope(self, scope: dict[str, Any]) -> Any:
-        return None if scope.get("metrics") else self.public
+    def route_scope(self, scope: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        return (None if scope.get("elsewhere") else self.public), scope
 
 
 def _application(routes: list[Any] = websocket_urlpatterns) -> Site:
     return Site(ProtocolTypeRouter({"websocket": URLRouter(routes)}))
 
 
-def test_the_metrics_site_router_is_followed_on_the_public_port() -> None:
-    from metrics.asgi import SiteRouter
-
-    application = SiteRouter(public=ProtocolTypeRouter({"websocket": URLRouter(websocket_urlpatterns)}))
-    app, _ = direct_application(application, _scope("/app/k1", server=("127.0.0.1", 1)))
+def test_realtimes_own_router_is_followed_to_the_consumer() -> None:
+    app, routed = direct_application(realtime_application(), _scope("/app/k1"))
     assert isinstance(app, PusherConsumer)
+    assert routed["url_route"] == {"args": (), "kwargs": {"app_key": "k1"}}
+
+
+def test_realtimes_router_hands_other_paths_to_the_hosts_websocket_app() -> None:
+    async def host(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise AssertionError("not called")
+
+    application = realtime_application(websocket=host)
+    assert direct_application(application, _scope("/chat/room"))[0] is host
+    assert isinstance(direct_application(application, _scope("/app/k1"))[0], PusherConsumer)
+
+
+def test_realtimes_router_honours_the_path_prefix(settings) -> None:
+    settings.REALTIME = {"PATH_PREFIX": "/pusher"}
+    app, routed = direct_application(realtime_application(), _scope("/pusher/app/k1"))
+    assert isinstance(app, PusherConsumer)
+    assert routed["url_route"]["kwargs"] == {"app_key": "k1"}
+    _, unrouted = direct_application(realtime_application(), _scope("/app/k1"))
+    assert "url_route" not in unrouted  # the consumer refuses it with 4005
 
 
 def test_routes_resolve_to_a_consumer_with_channels_url_route() -> None:
@@ -66,7 +87,7 @@ def test_nested_url_routers_resolve() -> None:
 
 def test_a_router_answering_itself_runs_as_usual() -> None:
     application = _application()
-    scope = _scope("/app/k1", metrics=True)
+    scope = _scope("/app/k1", elsewhere=True)
     assert direct_application(application, scope) == (application, scope)
 
 

@@ -1,89 +1,20 @@
-"""Cluster-wide state: occupancy, presence members, signed-in users, cache channels, connection counts.
-
-One ``State`` protocol, two backends: ``MemoryState`` for the embedded single node (no services)
-and ``RedisState`` when several nodes share Redis. Every change reports what it changed (first
-subscriber, user's first connection, ...) so that events and webhooks follow from the state, not
-from guesses made by one node.
-"""
+"""The embedded single node: state in plain dicts, a publish is a direct call into the registry."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import defaultdict
-from typing import Any, Protocol
+from typing import Any
 
-from .api.errors import ApiError
-from .protocol.errors import RECONNECT, PusherError
-
-
-class BackendUnavailable(PusherError, ApiError):
-    """The shared state or broker cannot be reached (Redis down): nothing was changed.
-
-    Both a protocol error and an HTTP API error, so that each side reports it in its one place
-    without knowing about Redis: the socket gets ``pusher:error`` 4200 and is closed so the client
-    reconnects and resubscribes (pub/sub delivery is at most once, so it must resync), and the HTTP
-    API answers 503. While the node is known to be down, calls fail fast with 4100 instead, which
-    pusher-js answers by reconnecting after a back-off rather than at once.
-    """
-
-    def __init__(
-        self, message: str = "Service temporarily unavailable, reconnect", code: int = RECONNECT
-    ) -> None:
-        # Both bases call super().__init__ with their own arguments: set the fields directly.
-        Exception.__init__(self, message)
-        self.code: int | None = code
-        self.message = message
-        self.channel: str | None = None
-        self.status = 503
-        self.reason = "unavailable"
-        self.app_id = ""
-
-
-class State(Protocol):
-    async def add_connection(self, app_id: str, socket_id: str) -> int: ...
-    async def remove_connection(self, app_id: str, socket_id: str) -> None: ...
-    async def connection_count(self, app_id: str) -> int: ...
-
-    async def subscribe(self, app_id: str, channel: str, socket_id: str) -> int:
-        """Add a subscription; return the channel's new subscription count."""
-        ...
-
-    async def unsubscribe(self, app_id: str, channel: str, socket_id: str) -> int | None:
-        """Remove a subscription; return the remaining count, or None if it was not there."""
-        ...
-
-    async def subscription_count(self, app_id: str, channel: str) -> int: ...
-    async def channels(self, app_id: str, prefix: str = "") -> dict[str, int]: ...
-
-    async def add_member(
-        self, app_id: str, channel: str, socket_id: str, user_id: str, user_info: Any
-    ) -> bool:
-        """Record a presence connection; True when it is the user's first in the channel."""
-        ...
-
-    async def remove_member(self, app_id: str, channel: str, socket_id: str, user_id: str) -> bool:
-        """Forget a presence connection; True when it was the user's last in the channel."""
-        ...
-
-    async def members(self, app_id: str, channel: str) -> dict[str, Any]: ...
-    async def member_count(self, app_id: str, channel: str) -> int: ...
-
-    async def user_connected(self, app_id: str, user_id: str, socket_id: str) -> bool:
-        """True when this is the user's first signed-in connection."""
-        ...
-
-    async def user_disconnected(self, app_id: str, user_id: str, socket_id: str) -> bool:
-        """True when that was the user's last signed-in connection."""
-        ...
-
-    async def online_users(self, app_id: str, user_ids: list[str]) -> set[str]: ...
-
-    async def cache_set(self, app_id: str, channel: str, frame: str, ttl: float) -> None: ...
-    async def cache_get(self, app_id: str, channel: str) -> tuple[str, float] | None: ...
+from ..protocol import errors
+from .base import TERMINATED_REASON
+from .registry import Outbound, Registry
 
 
 class MemoryState:
-    """State for one node: plain dicts, nothing shared."""
+    """``State`` for one node: plain dicts, nothing shared."""
 
     def __init__(self) -> None:
         self._connections: dict[str, set[str]] = defaultdict(set)
@@ -183,6 +114,10 @@ class MemoryState:
     async def cache_set(self, app_id: str, channel: str, frame: str, ttl: float) -> None:
         self._cache[(app_id, channel)] = (frame, time.monotonic() + ttl)
 
+    def cache_bytes(self) -> int:
+        """Characters of cache channels' last events held now (expired ones until next read)."""
+        return sum(len(entry[0]) for entry in list(self._cache.values()))
+
     async def cache_get(self, app_id: str, channel: str) -> tuple[str, float] | None:
         entry = self._cache.get((app_id, channel))
         if entry is None:
@@ -192,3 +127,47 @@ class MemoryState:
             del self._cache[(app_id, channel)]
             return None
         return entry[0], remaining
+
+
+class LocalBroker:
+    """``Broker`` for one node: a publish is delivered to the registry at once."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    async def publish(
+        self, app_id: str, channels: list[str], text: str, except_socket_id: str | None = None
+    ) -> int:
+        message = Outbound(text)
+        deliver = self.registry.deliver
+        return sum(deliver(app_id, channel, message, except_socket_id) for channel in channels)
+
+    async def terminate_user(self, app_id: str, user_id: str) -> None:
+        self.registry.terminate_user(app_id, user_id, errors.UNAUTHORIZED, TERMINATED_REASON)
+
+    async def watchlist_changed(self, app_id: str, user_id: str, online: bool) -> None:
+        self.registry.watchlist_changed(app_id, user_id, online)
+
+
+class MemoryCluster:
+    """``Cluster`` of one: nothing to connect to, nothing to leave."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.state = MemoryState()
+        self.broker = LocalBroker(registry)
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+
+    async def start(self) -> None:
+        return None
+
+    async def wait_started(self) -> None:
+        return None
+
+    def readiness_problem(self) -> str | None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def invalidate_credentials(self) -> None:
+        return None  # this process' own cache is the only one

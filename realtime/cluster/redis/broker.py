@@ -15,21 +15,21 @@ socket id; a user id or the frame text is always the last field)::
     c  origin                                                     app credentials changed
 
 Pub/sub is at most once: a node that loses its subscription loses messages silently, which is why
-the backend closes every socket with 4200 when Redis goes away (codebases.md §3.6).
+the backend closes every socket with 4200 when Redis goes away (docs/architecture.md, "Redis").
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
-from .broker import TERMINATED_CODE, TERMINATED_REASON
-from .credentials import credentials
-from .registry import Outbound, Registry
-from .stats import stats
+from ...protocol import errors
+from ...stats import Stats
+from ..base import TERMINATED_REASON
+from ..registry import Outbound, Registry
 
-if TYPE_CHECKING:
-    from .redis_backend import RedisBackend
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -38,35 +38,39 @@ CHANNEL_SEP = "\x1e"
 
 
 def bus_channel(prefix: str) -> str:
+    """The one pub/sub channel of every node sharing ``prefix``."""
     return f"{prefix}:bus"
 
 
 def invalidation_message() -> str:
+    """The bus message that makes every node drop its cached app credentials."""
     return SEP.join(("c", "-"))
 
 
+class BusLink(Protocol):
+    """What the broker needs from the backend: the client, the prefix, this process, a guarded call."""
+
+    client: Any
+    prefix: str
+    instance: str
+
+    def bus_alive(self) -> None: ...
+
+    async def call(self, operation: str, command: Callable[[], Awaitable[T]]) -> T: ...
+
+
 class RedisBroker:
-    def __init__(self, backend: RedisBackend, registry: Registry) -> None:
+    """``Broker`` over Redis pub/sub: local sockets at once, one PUBLISH for the other nodes."""
+
+    def __init__(
+        self, backend: BusLink, registry: Registry, stats: Stats, on_invalidate: Callable[[], None]
+    ) -> None:
         self.backend = backend
         self.registry = registry
+        self.stats = stats
+        self.on_invalidate = on_invalidate
         self.channel = bus_channel(backend.prefix)
         self.origin = backend.instance
-
-    # The node's lifecycle hooks (Node.start/stop/readiness_problem look for them on the broker).
-
-    async def start(self) -> None:
-        await self.backend.start()
-
-    async def stop(self) -> None:
-        await self.backend.stop()
-
-    async def readiness_problem(self) -> str | None:
-        return self.backend.problem
-
-    async def wait_started(self) -> None:
-        await self.backend.started.wait()
-
-    # Broker
 
     async def publish(
         self, app_id: str, channels: list[str], text: str, except_socket_id: str | None = None
@@ -82,7 +86,7 @@ class RedisBroker:
         return delivered
 
     async def terminate_user(self, app_id: str, user_id: str) -> None:
-        self.registry.terminate_user(app_id, user_id, TERMINATED_CODE, TERMINATED_REASON)
+        self.registry.terminate_user(app_id, user_id, errors.UNAUTHORIZED, TERMINATED_REASON)
         await self._send("control", SEP.join(("t", self.origin, app_id, user_id)))
 
     async def watchlist_changed(self, app_id: str, user_id: str, online: bool) -> None:
@@ -92,7 +96,7 @@ class RedisBroker:
     async def _send(self, operation: str, payload: str) -> None:
         client = self.backend.client
         await self.backend.call(operation, lambda: client.publish(self.channel, payload))
-        stats.observe("adapter_message_size", len(payload.encode()), (), unit="bytes")
+        self.stats.observe("adapter_message_size", len(payload.encode()), (), unit="bytes")
 
     # Receiving
 
@@ -112,10 +116,11 @@ class RedisBroker:
         kind, _, rest = data.partition(SEP)
         origin, _, rest = rest.partition(SEP)
         if kind == "c":
-            credentials.invalidate()
+            self.on_invalidate()
             return
         if origin == self.origin:
             return
+        stats = self.stats
         stats.incr("adapter_operations", ("receive",))
         try:
             if kind == "p":
@@ -126,7 +131,7 @@ class RedisBroker:
                     deliver(app_id, channel, message, except_socket_id or None)
             elif kind == "t":
                 app_id, user_id = rest.split(SEP, 1)
-                self.registry.terminate_user(app_id, user_id, TERMINATED_CODE, TERMINATED_REASON)
+                self.registry.terminate_user(app_id, user_id, errors.UNAUTHORIZED, TERMINATED_REASON)
             elif kind == "w":
                 app_id, online, user_id = rest.split(SEP, 2)
                 self.registry.watchlist_changed(app_id, user_id, online == "1")

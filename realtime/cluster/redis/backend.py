@@ -1,18 +1,20 @@
 """Several nodes sharing Redis: the connection and its health, the heartbeat, and reaping dead nodes.
 
-``RedisBackend`` owns the Redis clients and runs one supervisor task per process. While Redis
+``RedisCluster`` owns the Redis clients and runs one supervisor task per process. While Redis
 answers, the node is *up*: it heartbeats, reads the pub/sub bus and reaps nodes whose heartbeat
 stopped. When Redis fails (a command, the bus connection, or the heartbeat finding this node gone),
 the node goes *down* at once: ``/ready`` answers 503, every socket is closed with 4200 (pub/sub is
 at most once, so clients must resubscribe to resync), new sockets are refused with 4100 (pusher-js
-backs off), state calls fail fast with ``BackendUnavailable`` (HTTP API 503) and the supervisor
+backs off), state calls fail fast with ``StateUnavailable`` (HTTP API 503) and the supervisor
 retries with backoff. Each up period writes under a fresh node id, and the ids of earlier periods
 are reaped on recovery like a dead node's, so nothing a closed socket held can linger.
 
 Dead nodes: a node's heartbeat is a score (Redis' clock, so node clocks may differ) in ``P:nodes``.
 A survivor that finds a score older than ``DEAD_NODE_TIMEOUT`` moves it to ``P:reaping`` with a
 lease in one script, so one node claims it; if that node dies mid-way the lease runs out and
-another resumes. ``RedisState.reap`` makes each removal (and its member_removed) happen once.
+another resumes. ``RedisState.reap`` makes each removal (and its member_removed) happen once; what
+follows a removal (events, webhooks, counts) is the runtime's ``RemovalHandler``, the same code
+as for a local disconnect.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -35,17 +37,16 @@ from redis.exceptions import MaxConnectionsError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from . import webhooks
-from .conf import RealtimeSettings, get_settings
-from .credentials import AppCredentials, credentials
-from .node import Node
-from .protocol import errors, frames
-from .protocol.names import channel_kind
-from .redis_broker import RedisBroker, bus_channel, invalidation_message
-from .redis_state import RedisState, Removed
-from .registry import Registry
-from .state import BackendUnavailable
-from .stats import stats
+from ...protocol import errors
+from ...stats import Stats
+from ...tasks import TaskSet
+from ..base import RemovalHandler, StateUnavailable
+from ..registry import Registry
+from .broker import RedisBroker, bus_channel, invalidation_message
+from .state import RedisState
+
+if TYPE_CHECKING:
+    from ...conf import RealtimeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +90,25 @@ class LostRegistration(Exception):
     """This node's heartbeat entry is gone: it was reaped as dead, or Redis lost its data."""
 
 
-class RedisBackend:
-    def __init__(self, registry: Registry, conf: RealtimeSettings) -> None:
+class RedisCluster:
+    """``Cluster`` over one Redis primary: state, bus, heartbeat, outage handling and reaping.
+
+    ``on_removed`` gets what reaping removed (a dead node's sockets, this node's leftovers after
+    an outage or at stop); ``on_invalidate`` runs when another node says app credentials changed.
+    """
+
+    def __init__(
+        self,
+        conf: RealtimeSettings,
+        registry: Registry,
+        stats: Stats,
+        on_removed: RemovalHandler,
+        on_invalidate: Callable[[], None],
+    ) -> None:
         self.registry = registry
+        self.stats = stats
+        self.on_removed = on_removed
+        self.url = conf.REDIS_URL
         self.prefix = conf.REDIS_PREFIX
         # Constant for the process: the origin of bus messages. node_id changes per up period.
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -133,9 +150,9 @@ class RedisBackend:
         self._previous: list[str] = []
         self._pubsub: Any = None
         self._bus_seen = time.monotonic()
-        self._background: set[asyncio.Future[Any]] = set()
+        self._background = TaskSet()
         self.state = RedisState(self)
-        self.broker = RedisBroker(self, registry)
+        self.broker = RedisBroker(self, registry, stats, on_invalidate)
         self._heartbeat = self.client.register_script(_HEARTBEAT)
         self._claim_dead = self.client.register_script(_CLAIM_DEAD)
         self.nodes_key = f"{self.prefix}:nodes"
@@ -148,20 +165,22 @@ class RedisBackend:
     # Guarded calls (the state's and broker's only way to Redis)
 
     async def call(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis command for ``operation`` (a metric label); ``StateUnavailable`` if down."""
+        stats = self.stats
         stats.incr("adapter_operations", (operation,))
         if not self.up:
             stats.incr("adapter_errors", (operation,))
-            raise BackendUnavailable(REFUSED, errors.OVER_CAPACITY)
+            raise StateUnavailable(REFUSED, errors.OVER_CAPACITY)
         started = time.perf_counter()
         try:
             result = await command()
         except MaxConnectionsError as exc:
             stats.incr("adapter_errors", (operation,))
-            raise BackendUnavailable(REFUSED, errors.OVER_CAPACITY) from exc
+            raise StateUnavailable(REFUSED, errors.OVER_CAPACITY) from exc
         except OUTAGE_ERRORS as exc:
             stats.incr("adapter_errors", (operation,))
             self.failed(f"{operation} failed: {exc.__class__.__name__}")
-            raise BackendUnavailable(CLOSED) from exc
+            raise StateUnavailable(CLOSED, errors.RECONNECT) from exc
         stats.observe("adapter_latency", time.perf_counter() - started, (operation,))
         return result
 
@@ -170,12 +189,13 @@ class RedisBackend:
         # when Redis is back (the id is retired as the node goes down).
         try:
             return await self.call(operation, command)
-        except BackendUnavailable:
+        except StateUnavailable:
             return default
 
     # Lifecycle
 
     async def start(self) -> None:
+        """Start the supervisor, which connects (and reconnects) in the background."""
         if self._task is None:
             self._failed = asyncio.Event()
             self._task = asyncio.ensure_future(self._supervise())
@@ -195,12 +215,29 @@ class RedisBackend:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
+        await self._background.cancel()
         await self._close_bus()
         for client in (self.client, self._bus_client):
             with contextlib.suppress(Exception):
                 await client.aclose()
             with contextlib.suppress(Exception):
                 await client.connection_pool.disconnect()
+
+    async def wait_started(self) -> None:
+        await self.started.wait()
+
+    def readiness_problem(self) -> str | None:
+        return self.problem
+
+    def invalidate_credentials(self) -> None:
+        """Tell every node that app credentials changed (sync: called from a model signal)."""
+        client = redis.Redis.from_url(self.url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        try:
+            client.publish(bus_channel(self.prefix), invalidation_message())
+        except (RedisError, OSError):
+            logger.warning("could not tell the other nodes that app credentials changed")
+        finally:
+            client.close()
 
     def failed(self, reason: str) -> None:
         """Go down now; the supervisor reconnects. Idempotent."""
@@ -209,7 +246,7 @@ class RedisBackend:
         self.up = False
         self.problem = "redis unavailable"
         logger.warning("redis unavailable, closing sockets", extra={"reason": reason, "node": self.node_id})
-        stats.incr("errors", ("redis_outage",))
+        self.stats.incr("errors", ("redis_outage",))
         if self._failed is not None:
             self._failed.set()
         self._close_sockets()
@@ -258,7 +295,7 @@ class RedisBackend:
         self.started.set()
         logger.info("redis connected", extra={"node": self.node_id})
         for previous in self._previous:
-            self._spawn(self._reap_claimed(previous, owned=True))
+            self._background.spawn(self._reap_claimed(previous, owned=True))
         self._previous.clear()
         return pubsub
 
@@ -295,8 +332,8 @@ class RedisBackend:
         while True:
             started = time.perf_counter()
             alive = await self._heartbeat(keys=[self.nodes_key], args=[self.node_id, "0"])
-            stats.incr("adapter_operations", ("heartbeat",))
-            stats.observe("adapter_latency", time.perf_counter() - started, ("heartbeat",))
+            self.stats.incr("adapter_operations", ("heartbeat",))
+            self.stats.observe("adapter_latency", time.perf_counter() - started, ("heartbeat",))
             if not alive:
                 raise LostRegistration("this node's heartbeat entry is gone")
             # A PING on the bus connection comes back through the reader; silence means the
@@ -314,7 +351,7 @@ class RedisBackend:
         )
         for node_id in claimed:
             if node_id != self.node_id:
-                self._spawn(self._reap_claimed(node_id, owned=False))
+                self._background.spawn(self._reap_claimed(node_id, owned=False))
 
     async def _reap_claimed(self, node_id: str, *, owned: bool) -> None:
         try:
@@ -322,7 +359,7 @@ class RedisBackend:
             await self.client.zrem(self.reaping_key, node_id)
             if owned:
                 await self.client.zrem(self.nodes_key, node_id)
-        except (RedisError, OSError, BackendUnavailable) as exc:
+        except (RedisError, OSError, StateUnavailable) as exc:
             # The lease runs out and a node reaps it again; removals already done are not repeated.
             logger.warning("reaping a node was interrupted", extra={"node": node_id, "error": repr(exc)})
             return
@@ -332,61 +369,9 @@ class RedisBackend:
     async def _reap(self, node_id: str) -> int:
         started = time.perf_counter()
         total = 0
-        apps: dict[str, AppCredentials | None] = {}
-        counts: dict[tuple[str, str], None] = {}
         async for batch in self.state.reap(node_id):
             total += len(batch)
-            for removed in batch:
-                if removed.app_id not in apps:
-                    apps[removed.app_id] = await credentials.by_id(removed.app_id)
-                app = apps[removed.app_id]
-                if app is not None:
-                    await self._after_removal(app, removed, counts)
-        for app_id, channel in counts:
-            app = apps[app_id]
-            count = await self.state.subscription_count(app_id, channel)
-            if app is not None and count:
-                await self.broker.publish(app_id, [channel], frames.subscription_count(channel, count))
-                webhooks.emit(app, "subscription_count", channel, subscription_count=count)
-        stats.incr("adapter_operations", ("reap",))
-        stats.observe("adapter_latency", time.perf_counter() - started, ("reap",))
+            await self.on_removed(batch)
+        self.stats.incr("adapter_operations", ("reap",))
+        self.stats.observe("adapter_latency", time.perf_counter() - started, ("reap",))
         return total
-
-    async def _after_removal(
-        self, app: AppCredentials, removed: Removed, counts: dict[tuple[str, str], None]
-    ) -> None:
-        """The events a socket's own cleanup would have sent, for a socket whose node is gone."""
-        channel = removed.channel
-        if removed.kind == "m" and removed.result:
-            stats.incr("presence_events", (app.id, "member_removed"))
-            await self.broker.publish(app.id, [channel], frames.member_removed(channel, removed.user_id))
-            webhooks.emit_later(app, "member_removed", channel, user_id=removed.user_id)
-        elif removed.kind == "s":
-            if removed.result == 0:
-                webhooks.emit_later(app, "channel_vacated", channel)
-            elif removed.result > 0 and app.enable_subscription_count and not channel_kind(channel).presence:
-                counts[(app.id, channel)] = None
-        elif removed.kind == "u" and removed.result and app.enable_watchlist_events:
-            await self.broker.watchlist_changed(app.id, removed.user_id, False)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-
-def build_redis_node(registry: Registry, conf: RealtimeSettings) -> Node:
-    backend = RedisBackend(registry, conf)
-    return Node(registry=registry, state=backend.state, broker=backend.broker, node_id=backend.instance)
-
-
-def broadcast_invalidation() -> None:
-    """Tell every node that app credentials changed (called from a model signal, sync)."""
-    conf = get_settings()
-    client = redis.Redis.from_url(conf.REDIS_URL, socket_timeout=2.0, socket_connect_timeout=2.0)
-    try:
-        client.publish(bus_channel(conf.REDIS_PREFIX), invalidation_message())
-    except (RedisError, OSError):
-        logger.warning("could not tell the other nodes that app credentials changed")
-    finally:
-        client.close()

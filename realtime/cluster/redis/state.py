@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis
+
+from ..base import Removed
 
 T = TypeVar("T")
 
@@ -100,19 +101,9 @@ class Link(Protocol):
     async def call_removal(self, operation: str, command: Callable[[], Awaitable[T]], default: T) -> T: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Removed:
-    """One index entry of a reaped node, and what removing it changed."""
-
-    kind: str  # "c" connection, "s" subscription, "m" presence connection, "u" signed-in user
-    app_id: str
-    channel: str
-    user_id: str
-    # s: subscriptions left (-1: was already gone); m/u: 1 when it was the user's last; c: unused
-    result: int
-
-
 class RedisState:
+    """``State`` in Redis: any node answers for the whole cluster (the keys are listed above)."""
+
     def __init__(self, link: Link) -> None:
         self.link = link
         client = link.client

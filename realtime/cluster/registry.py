@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .protocol.wsframe import text_frame
-from .stats import stats
+from ..protocol.wsframe import text_frame
+from ..stats import Stats
 
 
 class Outbound:
@@ -36,16 +36,35 @@ class Outbound:
 
 
 class LocalSocket(Protocol):
+    """An open socket of this process, as fan-out and the runtime see it."""
+
     socket_id: str
     app_id: str
 
-    def deliver(self, message: Outbound) -> None: ...
-    def terminate(self, code: int, reason: str) -> None: ...
+    def deliver(self, message: Outbound) -> None:
+        """Send a frame that is the same for every subscriber (counted by the caller)."""
+        ...
+
+    def push(self, text: str) -> None:
+        """Send a frame of this socket's own (counted here)."""
+        ...
+
+    def terminate(self, code: int, reason: str) -> None:
+        """Send ``pusher:error`` ``code`` and close with it, from outside the socket's own task."""
+        ...
+
     def watchlist_changed(self, user_id: str, online: bool) -> None: ...
+
+    def sweep(self, now: float) -> None:
+        """The periodic liveness and sign-in deadline check (``now``: monotonic seconds)."""
+        ...
 
 
 class Registry:
-    def __init__(self) -> None:
+    """Local sockets by id, by (app, channel), by (app, user) and by (app, watched user)."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
         self.sockets: dict[str, LocalSocket] = {}
         self.channels: dict[tuple[str, str], dict[str, LocalSocket]] = {}
         self.users: dict[tuple[str, str], dict[str, LocalSocket]] = {}
@@ -101,6 +120,7 @@ class Registry:
     def deliver(
         self, app_id: str, channel: str, message: Outbound, except_socket_id: str | None = None
     ) -> int:
+        """Hand ``message`` to every local subscriber of the channel but one; return how many."""
         if self.pending:
             self._hold(app_id, channel, message, except_socket_id)
         subscribers = self.channels.get((app_id, channel))
@@ -111,6 +131,7 @@ class Registry:
             if socket is not excluded:
                 socket.deliver(message)
         sent = len(subscribers) - (excluded is not None)
+        stats = self.stats
         stats.incr("messages_sent", (app_id,), sent)
         stats.incr("socket_transmitted_bytes", (app_id,), sent * message.size)
         return sent

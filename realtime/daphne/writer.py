@@ -1,0 +1,49 @@
+"""The direct frame writer: a server frame's bytes straight to the socket, in order.
+
+A frame to many subscribers is built once (``cluster.registry.Outbound``); writing it through
+ASGI's ``websocket.send`` would cost daphne's dispatch, autobahn's framing and a wait for
+Twisted's next reactor pass per subscriber (docs/architecture.md, "The fast path under daphne").
+``FrameWriter.write`` sends the bytes at once when Twisted holds nothing for the socket, else
+appends them behind Twisted's buffer so that order is kept. Only plain TCP transports get one
+(``server.RealtimeServer.create_application``); others use ``websocket.send``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet import tcp
+
+
+class FrameWriter:
+    """Writes pre-framed WebSocket messages to one daphne WebSocket protocol's TCP transport."""
+
+    __slots__ = ("_protocol", "_transport")
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+        self._transport: tcp.Server = protocol.transport
+
+    def write(self, frame: bytes) -> None:
+        """Send ``frame`` (a complete WebSocket frame); nothing once the socket is not open."""
+        protocol = self._protocol
+        if protocol.state != WebSocketProtocol.STATE_OPEN:
+            return
+        transport = self._transport
+        if not transport.dataBuffer and not transport._tempDataLen and not transport.disconnecting:
+            try:
+                sent = transport.socket.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return  # the connection is gone; Twisted reports it on its next read
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+        transport.write(frame)
+
+    def buffered(self) -> int:
+        """Bytes written but not yet handed to the kernel (Twisted's buffer of this socket)."""
+        transport = self._transport
+        return len(transport.dataBuffer) + transport._tempDataLen

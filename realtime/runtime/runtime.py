@@ -1,0 +1,227 @@
+"""The runtime: the one owner of a process' Realtime state, and its start, drain and stop.
+
+A process serving Realtime has exactly one ``Runtime``: the registry of its sockets, the cluster
+backend (state and broker, in memory or in Redis), webhook delivery, the liveness sweep, the
+credentials cache, rate limiters and counters. Realtime's ASGI application creates it on first
+use and starts it on first use or at ASGI lifespan startup, whichever comes first, so the same
+product runs under ``realtime_serve``, ``runserver``, ``daphne`` and ``uvicorn``; lifespan
+shutdown or ``realtime_serve``'s SIGTERM drain stop it. Nothing is built at import time or in
+``AppConfig.ready()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.dispatch import Signal
+
+from ..cluster.base import Broker, Cluster, Removed, State
+from ..cluster.memory import MemoryCluster
+from ..cluster.registry import Registry
+from ..conf import RealtimeSettings, get_settings
+from ..credentials import CredentialsCache
+from ..protocol import errors
+from ..provisioning import apply_default_app
+from ..ratelimit import AppLimiters
+from ..stats import Stats
+from ..tasks import TaskSet
+from ..webhooks.dispatcher import Webhooks
+from . import changes
+from .counts import SubscriptionCounts
+
+logger = logging.getLogger(__name__)
+
+# Sent (sender=Runtime, runtime=...) once a runtime has started and before it stops: the metrics
+# app serves its private site for exactly that time.
+runtime_started = Signal()
+runtime_stopping = Signal()
+
+SHUTDOWN_REASON = "Server is shutting down, reconnect"
+
+
+class Runtime:
+    """Everything Realtime keeps per process. Build it with ``get_runtime()``, not directly."""
+
+    def __init__(self, conf: RealtimeSettings | None = None) -> None:
+        conf = self.conf = conf or get_settings()
+        self.stats = Stats()
+        self.credentials = CredentialsCache(conf.CREDENTIALS_NEGATIVE_TTL)
+        self.limiters = AppLimiters(self.stats)
+        self.tasks = TaskSet()
+        self.registry = Registry(self.stats)
+        self.cluster: Cluster = self._build_cluster()
+        self.webhooks = Webhooks(conf, self.cluster.state, self.stats)
+        self.counts = SubscriptionCounts(self)
+        # False once draining: new sockets are refused with 4200, /ready answers 503.
+        self.accepting = True
+        # Addresses bound for each site ("public" by realtime_serve, "metrics" by the metrics app).
+        self.listening: dict[str, tuple[str, int]] = {}
+        # What the serving command was asked for that other apps read: the metrics site's
+        # options of realtime_serve ("metrics", "metrics_host", "metrics_port",
+        # "metrics_port_offset"). Empty: their settings decide.
+        self.serve_options: dict[str, Any] = {}
+        # realtime_serve applies the default app before it listens, to fail early and say so.
+        self.default_app_ready = False
+        self._start: asyncio.Future[None] | None = None
+        self._stopped = False
+
+    def _build_cluster(self) -> Cluster:
+        conf = self.conf
+        if conf.STATE_BACKEND == "redis":
+            from ..cluster.redis.backend import RedisCluster
+
+            return RedisCluster(conf, self.registry, self.stats, self._removed, self.credentials.invalidate)
+        return MemoryCluster(self.registry)
+
+    @property
+    def state(self) -> State:
+        return self.cluster.state
+
+    @property
+    def broker(self) -> Broker:
+        return self.cluster.broker
+
+    @property
+    def started(self) -> bool:
+        start = self._start
+        return start is not None and start.done() and start.exception() is None
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Start once (concurrent callers wait for the same start); cheap once started.
+
+        Applies the default app (``DEFAULT_APP``), starts the cluster backend (with Redis it keeps
+        connecting in the background: see ``wait_started``), the liveness sweep, and sends
+        ``runtime_started``. A failed start is logged and raised; the next call tries again.
+        """
+        start = self._start
+        if start is None:
+            start = self._start = asyncio.ensure_future(self._do_start())
+        elif start.done():
+            if start.exception() is None:
+                return
+            start = self._start = asyncio.ensure_future(self._do_start())
+        await asyncio.shield(start)
+
+    async def _do_start(self) -> None:
+        try:
+            if self.conf.DEFAULT_APP and not self.default_app_ready:
+                await sync_to_async(apply_default_app, thread_sensitive=True)(self.conf.DEFAULT_APP)
+                self.default_app_ready = True
+            await self.cluster.start()
+            self.tasks.spawn(self._sweep_forever())
+            runtime_started.send(sender=Runtime, runtime=self)
+        except Exception:
+            logger.exception("realtime could not start")
+            raise
+
+    async def wait_started(self) -> None:
+        """Until the cluster backend has been reached once (at once for the in-process one)."""
+        await self.cluster.wait_started()
+
+    def readiness_problem(self) -> str | None:
+        """Why this node should get no traffic now (draining, Redis down, ...), or None."""
+        if not self.accepting:
+            return "draining"
+        if not self.started:
+            return "starting"
+        return self.cluster.readiness_problem()
+
+    async def drain(self) -> None:
+        """Stop accepting, close every socket with 4200 over a jittered window, then ``stop()``.
+
+        Sockets get ``SHUTDOWN_JITTER_SECONDS`` (at most half of ``SHUTDOWN_GRACE_SECONDS``) so
+        that clients do not all reconnect in the same instant; the whole drain takes at most
+        ``SHUTDOWN_GRACE_SECONDS``.
+        """
+        conf = self.conf
+        self.accepting = False
+        sockets = list(self.registry.sockets.values())
+        logger.info("draining", extra={"sockets": len(sockets)})
+        window = min(conf.SHUTDOWN_JITTER_SECONDS, conf.SHUTDOWN_GRACE_SECONDS / 2)
+        loop = asyncio.get_running_loop()
+        for socket in sockets:
+            delay = random.uniform(0, window)  # noqa: S311 (jitter, not security)
+            loop.call_later(delay, socket.terminate, errors.RECONNECT, SHUTDOWN_REASON)
+        deadline = loop.time() + conf.SHUTDOWN_GRACE_SECONDS
+        while self.registry.sockets and loop.time() < deadline:  # noqa: ASYNC110 (bounded, once)
+            await asyncio.sleep(0.05)
+        try:
+            # In this task, not a new one: stop() cancels the runtime's tasks but the caller's.
+            async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                await self.stop()
+        except Exception:
+            logger.exception("runtime stop failed")
+        logger.info("stopped", extra={"sockets_left": len(self.registry.sockets)})
+
+    async def stop(self) -> None:
+        """Leave the cluster and stop every background task. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.accepting = False
+        if self.started:
+            runtime_stopping.send(sender=Runtime, runtime=self)
+        self.counts.cancel()
+        await self.tasks.cancel()
+        await self.webhooks.stop()
+        await self.cluster.stop()
+
+    # The liveness sweep
+
+    def sweep_interval(self) -> float:
+        """Seconds between sweeps: a quarter of the shortest deadline, between 0.05 and 1.25 s."""
+        conf = self.conf
+        return max(0.05, min(conf.ACTIVITY_TIMEOUT, conf.PONG_TIMEOUT, 5.0) / 4)
+
+    def sweep(self, now: float | None = None) -> None:
+        """One liveness pass over the open sockets (``now``: monotonic seconds)."""
+        now = time.monotonic() if now is None else now
+        for socket in list(self.registry.sockets.values()):
+            try:
+                socket.sweep(now)
+            except Exception:
+                logger.exception("liveness check failed")
+                self.stats.incr("errors", ("liveness",))
+
+    async def _sweep_forever(self) -> None:
+        # One periodic pass over every socket costs far less than a timer per socket that is
+        # rescheduled on every frame.
+        interval = self.sweep_interval()
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()
+
+    # What the cluster backend removed on its own
+
+    async def _removed(self, removals: Iterable[Removed]) -> None:
+        await changes.after_removals(self, removals)
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """This process' runtime, created on first use (not started: see ``Runtime.start``)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime()
+    return _runtime
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime if one was created, without creating one."""
+    return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the whole process state (tests): the next ``get_runtime()`` builds a fresh one."""
+    global _runtime
+    _runtime = None

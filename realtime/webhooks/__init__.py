@@ -1,0 +1,1 @@
+"""Webhooks: signed POSTs of channel and member events to the URLs of an app."""
