@@ -40,6 +40,12 @@ class RealtimeApplication:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
+        if kind in ("websocket", "http"):
+            listening = get_runtime().listening
+            if "public" not in listening and scope.get("server"):
+                # Where this server listens publicly, for soketi's port label (no server says so
+                # but through its scopes; realtime_serve records it when it binds).
+                listening["public"] = tuple(scope["server"])
         if kind == "websocket":
             application, routed = self.route_scope(scope)
             return await application(routed, receive, send)

@@ -105,7 +105,7 @@ class PusherConsumer(AsyncConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch hops to a thread per message to close DB connections; the hot
-        # path here never touches the ORM, so that hop is pure cost (docs/architecture.md).
+        # path here never touches the ORM, so that hop is pure cost (docs/architecture.md, "Data flow").
         kind = message["type"]
         if kind == "websocket.receive":
             self.last_seen = time.monotonic()
@@ -253,6 +253,9 @@ class PusherConsumer(AsyncConsumer):
         writer = self._writer
         if writer is not None:
             if writer.buffered() > self.runtime.conf.MAX_SOCKET_BUFFER_BYTES:
+                # Once: terminate's pusher:error comes back here, as does every frame until _close
+                # runs; without the writer they queue for websocket.send, which keeps their order.
+                self._writer = None
                 self.runtime.stats.incr("websocket_errors", ("slow_consumer",))
                 self.terminate(errors.RECONNECT, "Slow consumer")
                 return

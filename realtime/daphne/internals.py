@@ -51,6 +51,7 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
             "Twisted FileDescriptor._tempDataLen",
             lambda: _stores(abstract.FileDescriptor.__init__, "_tempDataLen"),
         ),
+        ("Twisted FileDescriptor.offset", lambda: isinstance(abstract.FileDescriptor.offset, int)),
         ("Twisted FileDescriptor.disconnecting", lambda: hasattr(abstract.FileDescriptor, "disconnecting")),
         ("Twisted tcp.Connection.socket", lambda: _stores(tcp.Connection.__init__, "socket")),
         # protocol.RealtimeWebSocketProtocol

@@ -46,4 +46,5 @@ class FrameWriter:
     def buffered(self) -> int:
         """Bytes written but not yet handed to the kernel (Twisted's buffer of this socket)."""
         transport = self._transport
-        return len(transport.dataBuffer) + transport._tempDataLen
+        # dataBuffer keeps what doWrite already sent until all of it is sent; offset counts that.
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen

@@ -37,8 +37,8 @@ from .counts import SubscriptionCounts
 
 logger = logging.getLogger(__name__)
 
-# Sent (sender=Runtime, runtime=...) once a runtime has started and before it stops: the metrics
-# app serves its private site for exactly that time.
+# Sent (sender=Runtime, runtime=...) as a runtime starts and before it stops: the metrics app
+# serves its private site for that time. A receiver that raises makes the start fail.
 runtime_started = Signal()
 runtime_stopping = Signal()
 
@@ -97,9 +97,9 @@ class Runtime:
     async def start(self) -> None:
         """Start once (concurrent callers wait for the same start); cheap once started.
 
-        Applies the default app (``DEFAULT_APP``), starts the cluster backend (with Redis it keeps
-        connecting in the background: see ``wait_started``), the liveness sweep, and sends
-        ``runtime_started``. A failed start is logged and raised; the next call tries again.
+        Applies the default app (``DEFAULT_APP``), sends ``runtime_started``, starts the cluster
+        backend (with Redis it keeps connecting in the background: see ``wait_started``) and the
+        liveness sweep. A failed start is logged and raised; the next call tries again.
         """
         start = self._start
         if start is None:
@@ -115,12 +115,20 @@ class Runtime:
             if self.conf.DEFAULT_APP and not self.default_app_ready:
                 await sync_to_async(apply_default_app, thread_sensitive=True)(self.conf.DEFAULT_APP)
                 self.default_app_ready = True
-            await self.cluster.start()
-            self.tasks.spawn(self._sweep_forever())
+            # Receivers (the metrics site's listener) first: if one fails, nothing was started
+            # that a retry would start twice.
             runtime_started.send(sender=Runtime, runtime=self)
+        except OSError as exc:
+            # A port that cannot be bound (the metrics site's) and the like: the message says it
+            # all, a traceback would bury it.
+            logger.error("realtime could not start: %s", exc)
+            logger.debug("realtime could not start", exc_info=True)
+            raise
         except Exception:
             logger.exception("realtime could not start")
             raise
+        await self.cluster.start()
+        self.tasks.spawn(self._sweep_forever())
 
     async def wait_started(self) -> None:
         """Until the cluster backend has been reached once (at once for the in-process one)."""
