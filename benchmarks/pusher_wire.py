@@ -2,9 +2,12 @@
 
 A WebSocket client written as a plain asyncio protocol (client frames masked, server
 frames parsed in place, no task per socket), a keep-alive HTTP/1.1 client for the
-HTTP API, and the HMAC signatures of pusher-protocol.md §5 and §7.1. Standalone on
-purpose: nothing here imports the server under test, so the same tool can measure
-any Pusher-compatible server (soketi, Realtime, ...).
+HTTP API, and the HMAC signatures. Standalone on purpose: nothing here imports the
+server under test, so the same tool can measure any Pusher-compatible server
+(soketi, Realtime, ...).
+
+Signatures: https://pusher.com/docs/channels/library_auth_reference/auth-signatures/
+and https://pusher.com/docs/channels/library_auth_reference/rest-api/#authentication
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def channel_auth(key: str, secret: str, socket_id: str, channel: str, channel_data: str | None = None) -> str:
-    """Return the `auth` token for a private or presence subscription (SIG §5.1, §5.2)."""
+    """Return the `auth` token for a private or presence subscription.
+
+    https://pusher.com/docs/channels/library_auth_reference/auth-signatures/
+    """
     to_sign = f"{socket_id}:{channel}"
     if channel_data is not None:
         to_sign = f"{to_sign}:{channel_data}"

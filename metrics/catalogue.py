@@ -1,9 +1,10 @@
 """The metrics catalogue: one definition per family, from which exposition and docs follow.
 
 Every family Realtime exposes is declared here once: its name after the prefix, its type, its
-labels (bounded sets only, DESIGN §7) and where its values come from. A family is either *counted*
-(``source`` names a counter or histogram in ``realtime.stats``, updated on the hot path) or *live*
-(``source`` is None: read from the node's in-memory state at scrape time, so it cannot drift).
+labels (bounded sets only: docs/architecture.md, "Metrics") and where its values come from. A
+family is either *counted* (``source`` names a counter or histogram in ``realtime.stats``, updated
+on the hot path) or *live* (``source`` is None: read from the node's in-memory state at scrape
+time, so it cannot drift).
 The README's metric table is checked against this list by ``tests/metrics``; a family with nothing
 counted yet is still exposed, with its HELP and TYPE and no series (or a zero series when it has no
 labels), so dashboards and alert rules can name it from the first scrape.

@@ -43,7 +43,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         )
     for name in ("ACTIVITY_TIMEOUT", "PONG_TIMEOUT"):
         value = user.get(name, 1)
-        # pusher-js refuses a handshake whose activity_timeout is missing or zero (§1.3).
+        # pusher-js refuses a handshake whose activity_timeout is missing or zero (processHandshake in
+        # https://github.com/pusher/pusher-js/blob/master/src/core/connection/protocol/protocol.ts).
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             problems.append(
                 Error(

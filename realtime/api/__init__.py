@@ -1,1 +1,4 @@
-"""The Pusher HTTP API: signed requests to publish events and query channels (pusher-protocol.md §7)."""
+"""The Pusher HTTP API: signed requests to publish events and query channels.
+
+https://pusher.com/docs/channels/library_auth_reference/rest-api/
+"""

@@ -2,10 +2,10 @@
 
 Django's ``ASGIHandler`` runs the request_started/finished signals and every sync-capable
 middleware through ``sync_to_async``: several thread hops per request, measured at ~990 µs of
-CPU per ``POST /events`` against ~210 µs for a plain ASGI handler (docs/architecture.md). The API
-views need none of it (no sessions, no CSRF, no ORM on the hot path), so ``ApiApplication``
-resolves API paths itself, builds Django's ``ASGIRequest``, calls the same views and sends their
-response.
+CPU per ``POST /events`` against ~210 µs for a plain ASGI handler (docs/architecture.md, "The
+HTTP API without Django's handler"). The API views need none of it (no sessions, no CSRF, no ORM
+on the hot path), so ``ApiApplication`` resolves API paths itself, builds Django's
+``ASGIRequest``, calls the same views and sends their response.
 """
 
 from __future__ import annotations

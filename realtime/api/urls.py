@@ -19,7 +19,8 @@ urlpatterns = [
         views.terminate_connections,
         name="terminate_connections",
     ),
-    # The official Python SDK posts here without the /apps/<id> prefix (pusher-protocol.md §7.1).
+    # The official Python SDK posts here without the /apps/<id> prefix (terminate_user_connections in
+    # https://github.com/pusher/pusher-http-python/blob/master/pusher/pusher_client.py).
     path(
         "users/<str:user_id>/terminate_connections",
         views.terminate_connections,

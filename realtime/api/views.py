@@ -235,7 +235,8 @@ def _backend_quota(runtime: Runtime, app: AppCredentials, cost: int) -> None:
 async def trigger_event(runtime: Runtime, request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
     """``POST /apps/{id}/events``: one event to 1-100 channels."""
     event = _validate_event(app, _json_body(request), batch=False)
-    # With info the request counts as two messages (REST).
+    # With info the request counts as two messages
+    # (https://pusher.com/docs/channels/library_auth_reference/rest-api/#post-event-trigger-an-event).
     _backend_quota(runtime, app, 2 if event.info else 1)
     info = await _publish(runtime, app, event)
     return {"channels": info} if info else {}

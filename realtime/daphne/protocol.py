@@ -1,8 +1,9 @@
 """daphne's WebSocket protocol trimmed for long-lived sockets, and a lighter receive queue.
 
-Measured with 2,000 idle subscribed sockets (tracemalloc; docs/architecture.md): what a socket
-keeps after its handshake is mostly daphne's, autobahn's and Twisted's. These classes drop what
-only the opening handshake needed and allocate queues only while something waits in them.
+Measured with 2,000 idle subscribed sockets (tracemalloc; docs/architecture.md, "Memory per
+connection"): what a socket keeps after its handshake is mostly daphne's, autobahn's and
+Twisted's. These classes drop what only the opening handshake needed and allocate queues only
+while something waits in them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Pusher error codes and the close policy that goes with each range (pusher-protocol.md §4)."""
+"""Pusher error codes and the close policy that goes with each range.
+
+https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#error-codes
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Client frames decoded into typed values; server frames encoded to text exactly once.
 
-See pusher-protocol.md §1.2 (double encoding) and §2 (the event catalogue).
+Double encoding and the event catalogue:
+https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#double-encoding
+https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#events
 """
 
 from __future__ import annotations

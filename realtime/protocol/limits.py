@@ -1,4 +1,15 @@
-"""Protocol limits as named constants: Pusher's documented defaults (pusher-protocol.md §7.4)."""
+"""Protocol limits as named constants: Pusher's documented defaults.
+
+- event size, channels per event, batch size, timestamp window:
+  https://pusher.com/docs/channels/library_auth_reference/rest-api/
+- presence members, member size, user id length:
+  https://pusher.com/docs/channels/using_channels/presence-channels/
+- channel names: https://pusher.com/docs/channels/using_channels/channels/#channel-naming-conventions
+- client events per second: https://pusher.com/docs/channels/using_channels/events/#triggering-client-events
+- cache TTL: https://pusher.com/docs/channels/using_channels/cache-channels/
+- activity and pong timeouts, watchlist size:
+  https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/
+"""
 
 from __future__ import annotations
 

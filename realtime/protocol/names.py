@@ -1,4 +1,8 @@
-"""Channel and event names: the grammar, the kind of a channel, and its rules (pusher-protocol.md §3)."""
+"""Channel and event names: the grammar, the kind of a channel, and its rules.
+
+Kinds by prefix: https://pusher.com/docs/channels/using_channels/channels/#channel-types
+Grammar and length: https://pusher.com/docs/channels/using_channels/channels/#channel-naming-conventions
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Presence channel_data and sign-in user_data: parsing, limits and the members payload.
 
-See pusher-protocol.md §3.3 (presence limits) and §5.2-5.3 (what is signed).
+Presence limits: https://pusher.com/docs/channels/using_channels/presence-channels/
+What is signed ("Presence channels", "User authentication"):
+https://pusher.com/docs/channels/library_auth_reference/auth-signatures/
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """HMAC-SHA256 signing for channel auth, user sign-in, the HTTP API and webhooks.
 
-See pusher-protocol.md §5 (channels and sign-in), §7.1 (HTTP API) and §8 (webhooks).
+Channels and sign-in: https://pusher.com/docs/channels/library_auth_reference/auth-signatures/
+HTTP API: https://pusher.com/docs/channels/library_auth_reference/rest-api/#authentication
+Webhooks: https://pusher.com/docs/channels/server_api/webhooks/#authentication
 """
 
 from __future__ import annotations

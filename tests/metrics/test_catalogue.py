@@ -11,7 +11,8 @@ from tests.conftest import ROOT
 from .conftest import PREFIX, scrape
 
 README = ROOT / "README.md"
-# Label names that may appear at all: each one's values come from a bounded set (DESIGN §7).
+# Label names that may appear at all: each one's values come from a bounded set (docs/architecture.md,
+# "Metrics").
 BOUNDED_LABELS = {
     "app_id", "channel_type", "code", "reason", "method", "endpoint", "status", "kind", "direction",
     "event", "limiter", "result", "queue", "cache", "operation", "type", "version", "python_version",

@@ -1,4 +1,8 @@
-"""Error codes and the close policy by range (pusher-protocol.md §1.5, §4)."""
+"""Error codes and the close policy by range.
+
+https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#connection-closure
+https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#error-codes
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Client frame decoding and server frame encoding (pusher-protocol.md §1.2, §2)."""
+"""Client frame decoding and server frame encoding.
+
+Double encoding and the event catalogue:
+https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#double-encoding
+https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#events
+"""
 
 from __future__ import annotations
 

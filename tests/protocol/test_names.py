@@ -1,4 +1,8 @@
-"""Channel kinds by prefix and the channel name grammar (pusher-protocol.md §3.1, §3.2)."""
+"""Channel kinds by prefix and the channel name grammar.
+
+Kinds by prefix: https://pusher.com/docs/channels/using_channels/channels/#channel-types
+Grammar and length: https://pusher.com/docs/channels/using_channels/channels/#channel-naming-conventions
+"""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ outside = st.characters(codec="utf-8").filter(lambda c: c not in ALLOWED)
         ("presence-cache-a", names.PRESENCE_CACHE),
         ("cache-a", names.CACHE),
         ("#server-to-user-42", names.SERVER_TO_USER),
-        # Without the dash the prefix does not count (Reverb gets this wrong, pusher-protocol.md §3.1).
+        # Without the dash the prefix does not count (Reverb's ChannelBroker gets this wrong).
         ("privatechat", names.PUBLIC),
         ("presences", names.PUBLIC),
         ("cached-a", names.PUBLIC),

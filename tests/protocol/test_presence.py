@@ -1,4 +1,9 @@
-"""Presence channel_data and sign-in user_data parsing (pusher-protocol.md §3.3, §5.2, §5.3)."""
+"""Presence channel_data and sign-in user_data parsing.
+
+Presence limits: https://pusher.com/docs/channels/using_channels/presence-channels/
+What is signed ("Presence channels", "User authentication"):
+https://pusher.com/docs/channels/library_auth_reference/auth-signatures/
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Channel, sign-in, HTTP API and webhook signatures against the official worked examples.
 
-See pusher-protocol.md §5 and §7.1.
+SIG: https://pusher.com/docs/channels/library_auth_reference/auth-signatures/
+REST: https://pusher.com/docs/channels/library_auth_reference/rest-api/#authentication
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def test_private_channel_example() -> None:
     ("name", "digest"),
     [
         # The digest SIG prints belongs to "Mr. Pusher"; the text was renamed to "Mr. Channels"
-        # but the digest never was (pusher-protocol.md §5.2).
+        # but the digest never was (SIG "Presence channels"; checked with Python's hmac).
         ("Mr. Pusher", "afaed3695da2ffd16931f457e338e6c9f2921fa133ce7dac49f529792be6304c"),
         ("Mr. Channels", "31935e7d86dba64c2a90aed31fdc61869f9b22ba9d8863bba239c03ca481bc80"),
     ],

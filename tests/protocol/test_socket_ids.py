@@ -1,4 +1,8 @@
-"""Socket ids: ``\\d+.\\d+`` as the server SDKs validate them, and unguessable (pusher-protocol.md §1.3)."""
+"""Socket ids: ``\\d+.\\d+`` as the server SDKs validate them, and unguessable.
+
+https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#connection-events
+The SDKs' check: ``socket_id_re`` in https://github.com/pusher/pusher-http-python/blob/master/pusher/util.py
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Helpers for the HTTP API tests: hand-signed requests (pusher-protocol.md §7.1), a small WebSocket client.
+"""Helpers for the HTTP API tests: hand-signed requests, a small WebSocket client.
+
+Request signing: https://pusher.com/docs/channels/library_auth_reference/rest-api/#authentication
 
 The signing here is written from the spec on purpose, not imported from ``realtime.protocol``,
 so a mistake in the server's signing cannot cancel out in the tests.

@@ -1,6 +1,6 @@
 """The HTTP API end to end: the official ``pusher`` SDK against a real ``realtime_serve``.
 
-See pusher-protocol.md §7.
+See https://pusher.com/docs/channels/library_auth_reference/rest-api/
 """
 
 from __future__ import annotations

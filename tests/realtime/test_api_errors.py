@@ -1,6 +1,7 @@
 """Every error path of the HTTP API with hand-signed requests: status, JSON ``error``, never a 500.
 
-See pusher-protocol.md §7.1-7.4.
+Status codes: https://pusher.com/docs/channels/library_auth_reference/rest-api/#general
+Request signing: https://pusher.com/docs/channels/library_auth_reference/rest-api/#authentication
 """
 
 from __future__ import annotations

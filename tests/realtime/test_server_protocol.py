@@ -53,7 +53,8 @@ async def test_an_open_socket_keeps_no_handshake_data() -> None:
         attributes = vars(protocol)
         for name in ("http_headers", "http_request_data", "clean_headers", "versions", "send_queue"):
             assert name not in attributes
-        assert len(attributes) < 85  # fits the smaller dict size (docs/architecture.md)
+        # Fits the smaller dict size (docs/architecture.md, "Memory per connection").
+        assert len(attributes) < 85
         # Dropped attributes still read sensibly.
         assert protocol.http_headers == {}
         assert protocol.versions == server.ws_factory.versions

@@ -119,7 +119,7 @@ class RedisCluster:
         timeout = self.socket_timeout = conf.REDIS_SOCKET_TIMEOUT
         # The asyncio pool of redis-py 8 raises at once when full (redis-py#2517); the blocking
         # pool waits up to ``timeout`` for a free connection instead, so a burst of subscribes
-        # queues rather than fails (codebases.md §3.5).
+        # queues rather than fails (docs/architecture.md, "Redis").
         pool = BlockingConnectionPool.from_url(
             conf.REDIS_URL,
             max_connections=conf.REDIS_MAX_CONNECTIONS,
