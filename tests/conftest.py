@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,8 @@ class ServerProcess:
     secret: str = APP_SECRET
     lines: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
+    # Which of SERVER_KINDS serves it.
+    kind: str = "realtime_serve"
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -148,9 +151,8 @@ class ServerProcess:
         self.stop(signal.SIGKILL)
 
 
-def start_server_process(
-    migrated_db: Path, data_dir: Path, env: dict[str, str] | None = None, metrics: bool = True
-) -> ServerProcess:
+def _server_env(migrated_db: Path, data_dir: Path, env: dict[str, str] | None) -> dict[str, str]:
+    """A server's environment: its own copy of the migrated database and the test app as default app."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if not (data_dir / "db.sqlite3").exists():
         shutil.copy(migrated_db, data_dir / "db.sqlite3")
@@ -164,46 +166,130 @@ def start_server_process(
         }
     )
     full_env.update(env or {})
-    args = [PYTHON, "manage.py", "realtime_serve", "--host", "127.0.0.1", "--port", "0"]
-    args += ["--metrics-port", "0"] if metrics else ["--no-metrics"]
+    return full_env
+
+
+def _spawn(
+    args: list[str],
+    data_dir: Path,
+    env: dict[str, str],
+    on_line: Callable[[ServerProcess, str], None] | None = None,
+    ended: threading.Event | None = None,
+) -> ServerProcess:
+    """Start ``args`` with stdout and stderr combined, read by a thread into ``ServerProcess.lines``
+    (each also given to ``on_line``); ``ended`` is set when the output ends."""
     process = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     server = ServerProcess(
         process=process,
         data_dir=data_dir,
-        env=full_env,
-        app_id=full_env["DEFAULT_APP_ID"],
-        key=full_env["DEFAULT_APP_KEY"],
-        secret=full_env["DEFAULT_APP_SECRET"],
+        env=env,
+        app_id=env["DEFAULT_APP_ID"],
+        key=env["DEFAULT_APP_KEY"],
+        secret=env["DEFAULT_APP_SECRET"],
     )
-    ready = threading.Event()
 
     def read() -> None:
         assert process.stdout is not None
         for line in process.stdout:
             server.lines.append(line)
-            match = re.match(r"Listening \((public|metrics)\) on (\S+):(\d+)", line)
-            if match:
-                if match.group(1) == "public":
-                    server.port = int(match.group(3))
-                else:
-                    server.metrics_port = int(match.group(3))
-                if server.port and (server.metrics_port or not metrics):
-                    ready.set()
+            if on_line is not None:
+                on_line(server, line)
         process.stdout.close()
-        ready.set()
+        if ended is not None:
+            ended.set()
 
     server.reader = threading.Thread(target=read, daemon=True)
     server.reader.start()
+    return server
+
+
+def start_server_process(
+    migrated_db: Path, data_dir: Path, env: dict[str, str] | None = None, metrics: bool = True
+) -> ServerProcess:
+    full_env = _server_env(migrated_db, data_dir, env)
+    args = [PYTHON, "manage.py", "realtime_serve", "--host", "127.0.0.1", "--port", "0"]
+    args += ["--metrics-port", "0"] if metrics else ["--no-metrics"]
+    ready = threading.Event()
+
+    def on_line(server: ServerProcess, line: str) -> None:
+        match = re.match(r"Listening \((public|metrics)\) on (\S+):(\d+)", line)
+        if match:
+            if match.group(1) == "public":
+                server.port = int(match.group(3))
+            else:
+                server.metrics_port = int(match.group(3))
+            if server.port and (server.metrics_port or not metrics):
+                ready.set()
+
+    server = _spawn(args, data_dir, full_env, on_line, ended=ready)
     if not ready.wait(30) or not server.port:
         server.kill()
         raise RuntimeError(f"realtime_serve did not start:\n{server.output()}")
+    return server
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """One way to serve the standalone project (``project.asgi:application``)."""
+
+    name: str
+    # Its command line, "{port}" the public port; None: start_server_process starts it.
+    command: tuple[str, ...] | None = None
+    # Whether it logs each HTTP request (path and query string) at LOG_LEVEL=INFO.
+    logs_requests: bool = True
+
+
+SERVER_KINDS = {
+    kind.name: kind
+    for kind in (
+        ServerKind("realtime_serve", logs_requests=False),
+        ServerKind("runserver", (PYTHON, "manage.py", "runserver", "127.0.0.1:{port}", "--noreload")),
+        ServerKind(
+            "daphne", (PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "project.asgi:application")
+        ),
+        ServerKind(
+            "uvicorn",
+            (PYTHON, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1", "--port", "{port}"),
+        ),
+    )
+}
+
+
+def _health(server: ServerProcess) -> bool:
+    with contextlib.suppress(OSError), urllib.request.urlopen(server.url("/health"), timeout=2) as response:
+        return response.status == 200
+    return False
+
+
+def start_any_server(
+    kind: str, migrated_db: Path, data_dir: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> ServerProcess:
+    """Serve the standalone project with ``kind`` (a key of ``SERVER_KINDS``) until ``/health`` answers.
+
+    Same environment as ``start_server_process``, and a free metrics port (``METRICS_PORT``;
+    realtime_serve is given ``--metrics-port 0``). The metrics site listens once Realtime starts:
+    at once under realtime_serve and uvicorn (lifespan), with the first request to Realtime's paths
+    (``/ready``, say) under runserver and daphne. ``stop()`` or ``kill()`` the result.
+    """
+    command = SERVER_KINDS[kind].command
+    if command is None:
+        server = start_server_process(migrated_db, data_dir, env)
+    else:
+        port, metrics_port = free_port(), free_port()
+        while metrics_port == port:
+            metrics_port = free_port()
+        full_env = _server_env(migrated_db, data_dir, {"METRICS_PORT": str(metrics_port), **(env or {})})
+        server = _spawn([arg.format(port=port) for arg in command], data_dir, full_env)
+        server.port, server.metrics_port = port, metrics_port
+    server.kind = kind
+    deadline = time.monotonic() + timeout
+    while not _health(server):
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"{kind} did not start:\n{server.output()}")
+        time.sleep(0.1)
     return server
 
 
@@ -267,9 +353,8 @@ def _wait_for_port(port: int, timeout: float = 10) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisProcess]:
-    """A private ``redis-server`` on a free port, which a test may stop and restart."""
+def start_redis() -> RedisProcess:
+    """A private ``redis-server`` on a free port (the caller stops it)."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed (bin/test installs it)")
@@ -278,5 +363,12 @@ def redis_server() -> Iterator[RedisProcess]:
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     redis = RedisProcess(process, port, args)
     _wait_for_port(port)
+    return redis
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    """A private ``redis-server`` on a free port, which a test may stop and restart."""
+    redis = start_redis()
     yield redis
     redis.stop()
