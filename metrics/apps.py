@@ -6,6 +6,11 @@ from django.apps import AppConfig
 
 
 class MetricsConfig(AppConfig):
+    """The ``metrics`` app. ``ready()`` registers the system checks, the Prometheus collectors and the
+    model counters, and opens and closes the private listener on ``runtime_started`` and
+    ``runtime_stopping``. No I/O until the runtime starts.
+    """
+
     name = "metrics"
     verbose_name = "Realtime metrics"
     default_auto_field = "django.db.models.BigAutoField"

@@ -20,6 +20,11 @@ Kind = Literal["counter", "gauge", "histogram"]
 
 @dataclass(frozen=True, slots=True)
 class Family:
+    """One metric family: ``name`` after the prefix, ``type``, ``labels`` (bounded sets only), ``help``,
+    ``source`` (the ``realtime.stats`` name; None for a live level) and a histogram's bucket ``unit``.
+    Raises ValueError for a counter not named ``*_total`` or a histogram not in seconds or bytes.
+    """
+
     name: str  # after the prefix; counters end in _total, units are seconds and bytes
     type: Kind
     labels: tuple[str, ...]
@@ -238,6 +243,10 @@ BY_SOURCE: dict[str, Family] = {family.source: family for family in FAMILIES if 
 
 @dataclass(frozen=True, slots=True)
 class CompatFamily:
+    """One of soketi's families: ``name`` after the compat prefix as soketi spells it, ``type``
+    (``"untyped"`` for its byte counters) and ``help``; labelled ``app_id`` and ``port``.
+    """
+
     name: str  # after the compat prefix, exactly as soketi names it
     type: Literal["counter", "gauge", "untyped"]
     help: str

@@ -33,6 +33,10 @@ def is_private_address(host: str) -> bool:
 
 @register(Tags.compatibility)
 def check_metrics_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Check ``settings.REALTIME_METRICS`` and the django-prometheus middleware: metrics.E001 to E006
+    (not a dict, unknown key, driver, prefixes, compat mode, clashing prefixes), W001 (site on a
+    public address) and W002 (middleware out of order). Returns the problems found.
+    """
     user = getattr(settings, "REALTIME_METRICS", None)
     if user is None:
         user = {}

@@ -200,6 +200,9 @@ class RealtimeCollector(Collector):
     """The catalogue's families with the configured prefix."""
 
     def collect(self) -> Iterator[Metric]:
+        """Every catalogue family under ``PREFIX``: counters and histograms from the runtime's ``Stats``,
+        gauges from one ``LiveState`` per scrape. Gets (or builds) the process' runtime.
+        """
         prefix = get_settings().PREFIX
         runtime = get_runtime()
         cached: list[LiveState] = []
@@ -213,6 +216,7 @@ class RealtimeCollector(Collector):
             yield _family(family, prefix, runtime, live)
 
     def describe(self) -> Iterable[Metric]:
+        """The families without samples, for registration; never builds the runtime."""
         # Names only: registering must not build the runtime (AppConfig.ready() does no I/O).
         prefix = get_settings().PREFIX
         return [_family(family, prefix, None, None) for family in FAMILIES]
@@ -222,6 +226,9 @@ class SoketiCompatCollector(Collector):
     """soketi's ten core families from the same counters, labelled app_id and port (METRICS_COMPAT)."""
 
     def collect(self) -> Iterator[Metric]:
+        """soketi's ten families under ``COMPAT_PREFIX`` when ``COMPAT`` is ``"soketi"`` (else none),
+        labelled ``app_id`` and ``port`` (the public port, empty when not known).
+        """
         conf = get_settings()
         if conf.COMPAT != "soketi":
             return
@@ -252,6 +259,9 @@ class SoketiCompatCollector(Collector):
             )
 
     def describe(self) -> Iterable[Metric]:
+        """The compat families without samples; none when compat is off or its prefix clashes with
+        ``PREFIX`` (check metrics.E006 reports that).
+        """
         conf = get_settings()
         if conf.COMPAT != "soketi" or conf.COMPAT_PREFIX == conf.PREFIX:
             return []  # a clash of prefixes is reported by check metrics.E006, not by a crash here

@@ -13,6 +13,11 @@ from django.dispatch import receiver
 
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
+    """``REALTIME_METRICS`` with its defaults: ``ENABLED``; the private site's ``HOST``, ``PORT`` and
+    ``PATH``; ``DRIVER`` (``"prometheus"`` only); the family name ``PREFIX``; ``COMPAT`` (``"soketi"``:
+    also soketi's families, named with ``COMPAT_PREFIX``).
+    """
+
     ENABLED: bool = True
     HOST: str = "127.0.0.1"
     PORT: int = 9601
@@ -28,6 +33,9 @@ KNOWN_KEYS = frozenset(f.name for f in fields(MetricsSettings))
 
 @functools.cache
 def get_settings() -> MetricsSettings:
+    """``MetricsSettings`` from ``settings.REALTIME_METRICS``, cached until that setting changes.
+    Unknown keys are left out (check metrics.E002 reports them).
+    """
     user = getattr(settings, "REALTIME_METRICS", {}) or {}
     return MetricsSettings(**{k: v for k, v in user.items() if k in KNOWN_KEYS})
 

@@ -39,6 +39,10 @@ class InLoopRegistry:
         self.loop = loop
 
     def collect(self) -> Iterator[Any]:
+        """The wrapped registry's metrics, collected in ``loop`` while this (non-loop) thread waits.
+        Raises TimeoutError after ``SCRAPE_TIMEOUT_SECONDS``, or what a collector raised.
+        """
+
         async def gather() -> list[Any]:
             return list(self.registry.collect())
 
@@ -46,6 +50,7 @@ class InLoopRegistry:
         return iter(future.result(SCRAPE_TIMEOUT_SECONDS))
 
     def restricted_registry(self, names: Iterable[str]) -> InLoopRegistry:
+        """The same for the families ``names`` only (prometheus-client's ``name[]`` query parameter)."""
         return InLoopRegistry(self.registry.restricted_registry(names), self.loop)
 
 
@@ -54,6 +59,7 @@ class _QuietHandler(WSGIRequestHandler):
     timeout = 10
 
     def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing (wsgiref writes every request to stderr otherwise)."""
         return None
 
 
@@ -89,6 +95,9 @@ class MetricsListener:
         self.thread.start()
 
     def close(self) -> None:
+        """Stop serving, close the socket and wait up to 5 s for the thread. Blocks: never call it
+        in the event loop, which a scrape under way waits for.
+        """
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
@@ -119,9 +128,14 @@ def start(sender: Any, runtime: Runtime, **kwargs: Any) -> None:
     try:
         listener = MetricsListener(*where, asyncio.get_running_loop())
     except OSError as exc:
-        raise OSError(
-            exc.errno, f"the metrics site could not listen on {where[0]}:{where[1]}: {exc.strerror}"
-        ) from exc
+        message = f"the metrics site could not listen on {where[0]}:{where[1]}: {exc.strerror}"
+        if "metrics" in runtime.serve_options:
+            # realtime_serve was told to serve metrics: not doing so is a failed start.
+            raise OSError(exc.errno, message) from exc
+        # Under another server the listener comes with the app: losing metrics must not take
+        # Realtime down with it (several worker processes of one server, say).
+        logger.error("%s; serving without metrics", message)
+        return
     _listeners[id(runtime)] = listener
     runtime.listening["metrics"] = listener.address
     logger.info("metrics listening", extra={"host": listener.address[0], "port": listener.address[1]})

@@ -19,6 +19,9 @@ _registered: list[Any] = []
 
 
 def register_collectors() -> None:
+    """Register ``RealtimeCollector`` and ``SoketiCompatCollector`` with prometheus-client's
+    ``REGISTRY``, once per process.
+    """
     if _registered:
         return  # ready() may run more than once in one process (tests)
     for collector in (RealtimeCollector(), SoketiCompatCollector()):
@@ -44,6 +47,9 @@ def _deleted(sender: type, **kwargs: Any) -> None:
 
 
 def register_model_signals() -> None:
+    """Feed django-prometheus's model insert, update and delete counters from realtime's models'
+    ``post_save`` and ``post_delete``, each label with a zero series from the start.
+    """
     from django_prometheus.models import model_deletes, model_inserts, model_updates
 
     for model in apps.get_app_config("realtime").get_models():

@@ -13,6 +13,8 @@ from .models import LIMIT_FIELDS, App, Webhook
 
 
 class WebhookInline(admin.TabularInline):
+    """An app's webhooks, edited on the app's page (URLs without a scheme get https)."""
+
     model = Webhook
     extra = 0
     # Without assume_scheme Django 5.2 warns (RemovedInDjango60Warning) on every form build,
@@ -23,6 +25,10 @@ class WebhookInline(admin.TabularInline):
 
 @admin.register(App)
 class AppAdmin(admin.ModelAdmin):
+    """Apps in the admin: a secret is shown once in a message, when the app is created or its
+    secret regenerated, and masked everywhere else; the id cannot change once the app exists.
+    """
+
     list_display = (
         "__str__",
         "id",
@@ -69,17 +75,20 @@ class AppAdmin(admin.ModelAdmin):
 
     @admin.display(description="secret")
     def masked_secret(self, app: App) -> str:
+        """The secret as 12 bullets and its last 4 characters, or a note while the app is not saved yet."""
         if not app.secret or app._state.adding:
             return "generated when saved, shown once"
         return f"{'•' * 12}{app.secret[-4:]}"
 
     def get_readonly_fields(self, request: HttpRequest, obj: App | None = None) -> Any:
+        """``readonly_fields``, plus ``id`` when ``obj`` is an existing app."""
         # The id is the app's identity in every client and signature: fixed once created.
         if obj is not None:
             return (*self.readonly_fields, "id")
         return self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: App, form: Any, change: bool) -> None:
+        """Save ``obj``; when it is new, show its secret once in a warning message."""
         super().save_model(request, obj, form, change)
         if not change:
             messages.warning(
@@ -89,6 +98,7 @@ class AppAdmin(admin.ModelAdmin):
 
     @admin.action(description="Regenerate the secret of the selected apps")
     def regenerate_secret(self, request: HttpRequest, queryset: QuerySet[App]) -> None:
+        """Admin action: give each selected app a new secret, shown once in a warning message."""
         for app in queryset:
             secret = app.regenerate_secret()
             messages.warning(

@@ -6,6 +6,11 @@ from django.apps import AppConfig
 
 
 class RealtimeConfig(AppConfig):
+    """The ``realtime`` app. ``ready()`` registers the system checks and the signals that invalidate
+    cached credentials, and puts log redaction on the request loggers and on daphne's access log.
+    No I/O: the runtime is built on first use (docs/architecture.md, "The runtime").
+    """
+
     name = "realtime"
     verbose_name = "Realtime"
     default_auto_field = "django.db.models.BigAutoField"

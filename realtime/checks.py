@@ -12,6 +12,10 @@ from .conf import KNOWN_KEYS
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Check ``settings.REALTIME``: realtime.E001 (not a dict), E002 (unknown key), E003 and E004
+    (state backend, REDIS_URL), E005 (timeouts not a positive whole number of seconds), E008
+    (several workers without Redis) and W002 (daphne not installed). Returns the problems found.
+    """
     problems: list[Any] = []
     user = getattr(settings, "REALTIME", {}) or {}
     if not isinstance(user, dict):

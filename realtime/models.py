@@ -38,14 +38,17 @@ _token = RegexValidator(r"\A[A-Za-z0-9_.-]+\Z", "Letters, digits, '_', '.' and '
 
 
 def new_app_id() -> str:
+    """A random 9-digit app id (100000000 to 999999999), as a str."""
     return str(secrets.randbelow(9 * 10**8) + 10**8)
 
 
 def new_key() -> str:
+    """A random app key: 20 lowercase hex characters."""
     return secrets.token_hex(10)
 
 
 def new_secret() -> str:
+    """A random app secret: 32 lowercase hex characters (128 bits)."""
     return secrets.token_hex(16)
 
 
@@ -60,6 +63,11 @@ def _limit(default: int | None, help_text: str) -> models.PositiveIntegerField:
 
 
 class App(models.Model):
+    """A Pusher app: its credentials (``id``, ``key``, and ``secret``, never editable in forms), feature
+    flags and per-app limits (``LIMIT_FIELDS``, defaults from ``protocol.limits``; None, where a
+    field allows it, means unlimited).
+    """
+
     id = models.CharField("app id", primary_key=True, max_length=64, default=new_app_id, validators=[_token])
     key = models.CharField(max_length=64, unique=True, default=new_key, validators=[_token])
     secret = models.CharField(max_length=128, default=new_secret, editable=False)
@@ -121,12 +129,20 @@ class App(models.Model):
         return self.name or self.id
 
     def regenerate_secret(self) -> str:
+        """Replace the secret with a new random one, save ``secret`` and ``updated`` only, and return it."""
         self.secret = new_secret()
         self.save(update_fields=["secret", "updated"])
         return self.secret
 
 
 class Webhook(models.Model):
+    """Where an app's webhooks go: ``url`` receives the ``event_types`` (``WEBHOOK_EVENT_TYPES``) of
+    channels whose names start with ``filter_prefix`` and end with ``filter_suffix`` (empty: any),
+    with the extra ``headers``.
+
+    https://pusher.com/docs/channels/server_api/webhooks/
+    """
+
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="webhooks")
     url = models.URLField(max_length=500)
     event_types = models.JSONField(
@@ -140,6 +156,9 @@ class Webhook(models.Model):
         return self.url
 
     def clean(self) -> None:
+        """Turn emptied ``headers`` into ``{}``. Raises ``ValidationError`` unless ``event_types`` is a
+        non-empty list of ``WEBHOOK_EVENT_TYPES`` and ``headers`` a JSON object of strings.
+        """
         if self.headers is None:  # an emptied "headers" box in the admin means no extra headers
             self.headers = {}
         if not isinstance(self.event_types, list) or not self.event_types:

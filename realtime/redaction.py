@@ -37,6 +37,9 @@ class RedactSecrets(logging.Filter):
     """A logging filter that redacts sensitive query parameters in a record's message and arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record``'s message and its str arguments (a tuple or a mapping) in place; always True,
+        so the record is still logged.
+        """
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         args = record.args

@@ -29,11 +29,15 @@ class Histogram:
         self.sum = 0.0
 
     def observe(self, value: float, times: int = 1) -> None:
+        """Count ``value`` (in base units) ``times`` times in the first bucket whose upper bound is at
+        least ``value`` (the +Inf one above every bound), and add it as often to the sum.
+        """
         self.counts[bisect.bisect_left(self.bounds, value)] += times
         self.sum += value * times
 
     @property
     def count(self) -> int:
+        """Observations in all buckets, +Inf included."""
         return sum(self.counts)
 
 
@@ -49,11 +53,15 @@ class Stats:
         self.histogram_units: dict[str, str] = {}
 
     def incr(self, name: str, labels: tuple[str, ...] = (), by: int = 1) -> None:
+        """Add ``by`` to counter ``name`` under ``labels`` (bounded values, in the family's label order)."""
         self.counters[name][labels] += by
 
     def observe(
         self, name: str, value: float, labels: tuple[str, ...] = (), unit: str = "seconds", times: int = 1
     ) -> None:
+        """Record ``value`` ``times`` times in histogram ``name`` under ``labels``. ``unit`` (``"seconds"``
+        or ``"bytes"``) picks the bucket bounds when the series is first made (KeyError for another).
+        """
         series = self.histograms[name]
         histogram = series.get(labels)
         if histogram is None:
@@ -62,5 +70,6 @@ class Stats:
         histogram.observe(value, times)
 
     def reset(self) -> None:
+        """Forget every counter and histogram series."""
         self.counters.clear()
         self.histograms.clear()

@@ -6,6 +6,13 @@ from django.http import JsonResponse
 
 
 class ApiError(Exception):
+    """An HTTP API request refused: ``status`` (an HTTP status code), ``message`` (the body's
+    ``error``), ``reason`` (a bounded metric label, empty when not an authentication failure) and
+    ``app_id`` (empty until the app is known to exist).
+
+    https://pusher.com/docs/channels/library_auth_reference/rest-api/
+    """
+
     def __init__(self, status: int, message: str, reason: str = "", app_id: str = "") -> None:
         super().__init__(message)
         self.status = status
@@ -17,4 +24,5 @@ class ApiError(Exception):
 
 
 def render(error: ApiError) -> JsonResponse:
+    """``error`` as a JSON response: ``{"error": message}`` with the error's ``status``."""
     return JsonResponse({"error": error.message}, status=error.status)

@@ -60,8 +60,13 @@ class State(Protocol):
         """Record a connection; return the app's connection count."""
         ...
 
-    async def remove_connection(self, app_id: str, socket_id: str) -> None: ...
-    async def connection_count(self, app_id: str) -> int: ...
+    async def remove_connection(self, app_id: str, socket_id: str) -> None:
+        """Forget a connection; no error if it was not recorded."""
+        ...
+
+    async def connection_count(self, app_id: str) -> int:
+        """The app's open connections across the cluster."""
+        ...
 
     async def subscribe(self, app_id: str, channel: str, socket_id: str) -> int:
         """Add a subscription; return the channel's new subscription count."""
@@ -71,7 +76,9 @@ class State(Protocol):
         """Remove a subscription; return the remaining count, or None if it was not there."""
         ...
 
-    async def subscription_count(self, app_id: str, channel: str) -> int: ...
+    async def subscription_count(self, app_id: str, channel: str) -> int:
+        """Sockets subscribed to the channel across the cluster (0 when vacant)."""
+        ...
 
     async def channels(self, app_id: str, prefix: str = "") -> dict[str, int]:
         """Occupied channels whose name starts with ``prefix``, with their subscription counts."""
@@ -91,7 +98,9 @@ class State(Protocol):
         """The channel's members: user id -> user_info."""
         ...
 
-    async def member_count(self, app_id: str, channel: str) -> int: ...
+    async def member_count(self, app_id: str, channel: str) -> int:
+        """Distinct users present in the presence channel across the cluster."""
+        ...
 
     async def user_connected(self, app_id: str, user_id: str, socket_id: str) -> bool:
         """True when this is the user's first signed-in connection."""
@@ -101,7 +110,9 @@ class State(Protocol):
         """True when that was the user's last signed-in connection."""
         ...
 
-    async def online_users(self, app_id: str, user_ids: list[str]) -> set[str]: ...
+    async def online_users(self, app_id: str, user_ids: list[str]) -> set[str]:
+        """Those of ``user_ids`` with at least one signed-in connection in the cluster."""
+        ...
 
     async def cache_set(self, app_id: str, channel: str, frame: str, ttl: float) -> None:
         """Keep ``frame`` (the event's text) as the cache channel's last event for ``ttl`` seconds."""

@@ -25,6 +25,7 @@ class Outbound:
 
     @property
     def frame(self) -> bytes:
+        """The text as one unmasked WebSocket text frame (bytes), built on first use and then shared."""
         if self._frame is None:
             self._frame = text_frame(self.payload)
         return self._frame
@@ -53,7 +54,9 @@ class LocalSocket(Protocol):
         """Send ``pusher:error`` ``code`` and close with it, from outside the socket's own task."""
         ...
 
-    def watchlist_changed(self, user_id: str, online: bool) -> None: ...
+    def watchlist_changed(self, user_id: str, online: bool) -> None:
+        """Send ``pusher_internal:watchlist_events``: ``user_id`` came online (True) or went offline."""
+        ...
 
     def sweep(self, now: float) -> None:
         """The periodic liveness and sign-in deadline check (``now``: monotonic seconds)."""
@@ -76,9 +79,13 @@ class Registry:
         self.pending: dict[tuple[str, str], dict[str, tuple[LocalSocket, list[Outbound]]]] = {}
 
     def add(self, socket: LocalSocket) -> None:
+        """Index an open socket by its socket id."""
         self.sockets[socket.socket_id] = socket
 
     def remove(self, socket: LocalSocket) -> None:
+        """Forget the socket by its id (no error if absent); its channels and user go through
+        ``unsubscribe`` and ``sign_out`` first.
+        """
         self.sockets.pop(socket.socket_id, None)
 
     def subscribe(self, socket: LocalSocket, channel: str) -> None:
@@ -99,6 +106,9 @@ class Registry:
         self.channels.setdefault(key, {})[socket.socket_id] = socket
 
     def unsubscribe(self, socket: LocalSocket, channel: str) -> None:
+        """Stop handing ``channel``'s events to the socket, whether live or still held back; no error
+        if it was not subscribed.
+        """
         key = (socket.app_id, channel)
         _discard(self.channels, key, socket.socket_id)
         waiting = self.pending.get(key)
@@ -108,11 +118,15 @@ class Registry:
                 del self.pending[key]
 
     def sign_in(self, socket: LocalSocket, user_id: str, watchlist: tuple[str, ...]) -> None:
+        """Index the socket under ``user_id`` (for ``terminate_user``) and as a watcher of each id in
+        ``watchlist`` (for ``watchlist_changed``).
+        """
         self.users.setdefault((socket.app_id, user_id), {})[socket.socket_id] = socket
         for watched in watchlist:
             self.watchers.setdefault((socket.app_id, watched), {})[socket.socket_id] = socket
 
     def sign_out(self, socket: LocalSocket, user_id: str, watchlist: tuple[str, ...]) -> None:
+        """Undo ``sign_in`` with the same ``user_id`` and ``watchlist``; missing entries are ignored."""
         _discard(self.users, (socket.app_id, user_id), socket.socket_id)
         for watched in watchlist:
             _discard(self.watchers, (socket.app_id, watched), socket.socket_id)
@@ -142,16 +156,23 @@ class Registry:
                 held.append(message)
 
     def terminate_user(self, app_id: str, user_id: str, code: int, reason: str) -> int:
+        """Terminate every local socket signed in as ``user_id`` with ``code`` and ``reason``; return
+        how many there were.
+        """
         sockets = list(self.users.get((app_id, user_id), {}).values())
         for socket in sockets:
             socket.terminate(code, reason)
         return len(sockets)
 
     def watchlist_changed(self, app_id: str, user_id: str, online: bool) -> None:
+        """Tell every local socket whose watchlist holds ``user_id`` that it came online (True) or went
+        offline.
+        """
         for socket in list(self.watchers.get((app_id, user_id), {}).values()):
             socket.watchlist_changed(user_id, online)
 
     def local_subscription_count(self, app_id: str, channel: str) -> int:
+        """Live (acknowledged) subscribers of ``channel`` on this node only, not the cluster's count."""
         return len(self.channels.get((app_id, channel), ()))
 
 

@@ -52,6 +52,10 @@ class PusherError(Exception):
 
     @property
     def closes(self) -> bool:
+        """True when ``code`` closes the socket (4000-4299: ``closes_connection``); 43xx and None do not.
+
+        https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#error-codes
+        """
         return closes_connection(self.code)
 
 

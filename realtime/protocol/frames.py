@@ -37,6 +37,12 @@ def loads(text: str) -> Any:
 
 
 class ClientFrame(TypedDict):
+    """A decoded client frame: ``event`` (a non-empty str), ``channel`` (str or None) and ``data``
+    (any JSON value; None when absent), as ``decode_client_frame`` returns it.
+
+    https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#events
+    """
+
     event: str
     channel: str | None
     data: Any
@@ -60,6 +66,7 @@ def decode_client_frame(text: str) -> ClientFrame:
 
 
 def dumps(value: Any) -> str:
+    """Compact JSON text (no spaces, non-ASCII kept); TypeError for a value JSON cannot encode."""
     return _dumps(value)
 
 
@@ -76,6 +83,10 @@ def encode_event(event: str, channel: str | None = None, data: Any = None, user_
 
 
 def connection_established(socket_id: str, activity_timeout: int) -> str:
+    """``pusher:connection_established`` with ``{"socket_id", "activity_timeout"}`` (seconds) as data.
+
+    https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#connection-events
+    """
     return encode_event(
         "pusher:connection_established",
         data={"socket_id": socket_id, "activity_timeout": activity_timeout},
@@ -83,10 +94,20 @@ def connection_established(socket_id: str, activity_timeout: int) -> str:
 
 
 def error(code: int | None, message: str, channel: str | None = None) -> str:
+    """``pusher:error`` with ``{"code", "message"}`` as data (``code`` may be None); ``channel``, when
+    given, names at the top level the channel the error concerns.
+
+    https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#system-events
+    """
     return encode_event("pusher:error", channel, data={"code": code, "message": message})
 
 
 def subscription_error(channel: str, error_type: str, message: str, status: int) -> str:
+    """``pusher:subscription_error`` on ``channel`` with ``{"type", "error", "status"}`` as data: a
+    category such as ``"AuthError"``, a message and an HTTP status code, as pusher-js reports them.
+
+    https://pusher.com/docs/channels/using_channels/events/#channel-events
+    """
     return encode_event(
         "pusher:subscription_error",
         channel,
@@ -99,6 +120,11 @@ PING = encode_event("pusher:ping", data={})
 
 
 def subscription_succeeded(channel: str, presence: dict[str, Any] | None = None) -> str:
+    """``pusher_internal:subscription_succeeded`` on ``channel``: data ``{}``, or on a presence channel
+    ``{"presence": presence}`` with ``presence`` from ``members_payload``.
+
+    https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#presence-channel-events
+    """
     return encode_event(
         "pusher_internal:subscription_succeeded",
         channel,
@@ -107,10 +133,19 @@ def subscription_succeeded(channel: str, presence: dict[str, Any] | None = None)
 
 
 def cache_miss(channel: str) -> str:
+    """``pusher:cache_miss`` on ``channel``, without data: the cache channel holds no last event.
+
+    https://pusher.com/docs/channels/using_channels/cache-channels/
+    """
     return encode_event("pusher:cache_miss", channel)
 
 
 def member_added(channel: str, user_id: str, user_info: Any) -> str:
+    """``pusher_internal:member_added`` on ``channel`` with ``{"user_id", "user_info"}`` as data
+    (``user_info`` left out when None).
+
+    https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#presence-channel-events
+    """
     data: dict[str, Any] = {"user_id": user_id}
     if user_info is not None:
         data["user_info"] = user_info
@@ -118,16 +153,34 @@ def member_added(channel: str, user_id: str, user_info: Any) -> str:
 
 
 def member_removed(channel: str, user_id: str) -> str:
+    """``pusher_internal:member_removed`` on ``channel`` with ``{"user_id"}`` as data.
+
+    https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#presence-channel-events
+    """
     return encode_event("pusher_internal:member_removed", channel, data={"user_id": user_id})
 
 
 def subscription_count(channel: str, count: int) -> str:
+    """``pusher_internal:subscription_count`` on ``channel`` with ``{"subscription_count": count}``
+    as data (pusher-js emits it to the app as ``pusher:subscription_count``).
+
+    https://pusher.com/docs/channels/using_channels/events/#channel-events
+    """
     return encode_event("pusher_internal:subscription_count", channel, data={"subscription_count": count})
 
 
 def signin_success(user_data: str) -> str:
+    """``pusher:signin_success`` with ``{"user_data": user_data}``: the string the client signed in with.
+
+    https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#connection-events
+    """
     return encode_event("pusher:signin_success", data={"user_data": user_data})
 
 
 def watchlist_events(events: list[dict[str, Any]]) -> str:
+    """``pusher_internal:watchlist_events`` (no channel) with ``{"events": events}`` as data, each
+    event ``{"name": "online" or "offline", "user_ids": [...]}``.
+
+    https://pusher.com/docs/channels/using_channels/watchlist-events/
+    """
     return encode_event("pusher_internal:watchlist_events", data={"events": events})

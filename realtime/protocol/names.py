@@ -69,6 +69,11 @@ CHANNEL_TYPE_LABELS: tuple[str, ...] = ("public", "private", "presence", "encryp
 
 
 def channel_kind(channel: str) -> ChannelKind:
+    """The ``ChannelKind`` of ``channel`` by its longest known prefix, else ``PUBLIC``. The name is
+    not validated here (``channel_name_error`` does that).
+
+    https://pusher.com/docs/channels/using_channels/channels/#channel-types
+    """
     for prefix, kind in _PREFIXES:
         if channel.startswith(prefix):
             return kind
@@ -93,6 +98,11 @@ def channel_name_error(channel: object, max_length: int = MAX_CHANNEL_NAME_LENGT
 
 
 def user_id_error(user_id: object, max_length: int = MAX_USER_ID_LENGTH) -> str | None:
+    """Why ``user_id`` is not a valid user id, or None when it is: a non-empty str of channel-name
+    characters, at most ``max_length`` long (128 for presence members, 200 for sign-in).
+
+    https://pusher.com/docs/channels/using_channels/presence-channels/
+    """
     if not isinstance(user_id, str) or not user_id:
         return "User id must be a non-empty string"
     if len(user_id) > max_length:
@@ -103,6 +113,11 @@ def user_id_error(user_id: object, max_length: int = MAX_USER_ID_LENGTH) -> str 
 
 
 def event_name_error(name: object) -> str | None:
+    """Why ``name`` is not a valid event name, or None when it is: a non-empty str of at most
+    ``MAX_EVENT_NAME_LENGTH`` (200) characters, the official server SDKs' limit.
+
+    https://pusher.com/docs/channels/library_auth_reference/rest-api/#post-event-trigger-an-event
+    """
     if not isinstance(name, str) or not name:
         return "Event name must be a non-empty string"
     if len(name) > MAX_EVENT_NAME_LENGTH:
@@ -111,14 +126,26 @@ def event_name_error(name: object) -> str | None:
 
 
 def is_client_event(name: str) -> bool:
+    """True when ``name`` has the ``client-`` prefix of a client event.
+
+    https://pusher.com/docs/channels/using_channels/events/#triggering-client-events
+    """
     return name.startswith(CLIENT_EVENT_PREFIX)
 
 
 def server_to_user_channel(user_id: str) -> str:
+    """``#server-to-user-<user_id>``: the channel of the events sent to a signed-in user.
+
+    https://pusher.com/docs/channels/server_api/server-to-user-messages/
+    """
     return SERVER_TO_USER_PREFIX + user_id
 
 
 def server_to_user_id(channel: str) -> str | None:
+    """The user id in a ``#server-to-user-`` channel name (not validated), or None for any other channel.
+
+    https://pusher.com/docs/channels/server_api/server-to-user-messages/
+    """
     if channel.startswith(SERVER_TO_USER_PREFIX):
         return channel[len(SERVER_TO_USER_PREFIX) :]
     return None

@@ -19,12 +19,24 @@ from .names import user_id_error
 
 @dataclass(frozen=True, slots=True)
 class Member:
+    """A presence member from ``channel_data``: ``user_id`` (str; a numeric id as its string) and
+    ``user_info`` (any JSON value; None when absent).
+
+    https://pusher.com/docs/channels/using_channels/presence-channels/
+    """
+
     user_id: str
     user_info: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class SignedInUser:
+    """A signed-in user from ``user_data``: its ``id`` as ``user_id``, ``user_info`` (any JSON value;
+    None when absent) and ``watchlist`` (user ids, in order, without duplicates).
+
+    https://pusher.com/docs/channels/using_channels/user-authentication/
+    """
+
     user_id: str
     user_info: Any = None
     watchlist: tuple[str, ...] = field(default_factory=tuple)
@@ -42,6 +54,12 @@ def _normalise_user_id(raw: object) -> str | None:
 
 
 def parse_channel_data(channel_data: object, max_member_size_kb: float) -> Member:
+    """The ``Member`` in a presence subscription's ``channel_data``: a JSON object string of at most
+    ``max_member_size_kb`` KiB (UTF-8) with a valid ``user_id`` (str or int) and optional ``user_info``.
+    Raises ``PusherError`` (4300) when any of that does not hold.
+
+    https://pusher.com/docs/channels/using_channels/presence-channels/
+    """
     if not isinstance(channel_data, str):
         raise PusherError(GENERIC_ERROR, "channel_data must be a JSON string")
     if len(channel_data.encode()) > max_member_size_kb * 1024:
@@ -59,6 +77,12 @@ def parse_channel_data(channel_data: object, max_member_size_kb: float) -> Membe
 
 
 def parse_user_data(user_data: object) -> SignedInUser:
+    """The ``SignedInUser`` in ``pusher:signin``'s ``user_data``: a JSON object string with a valid str
+    ``id`` (at most 200 characters), optional ``user_info`` and ``watchlist`` (a list of str).
+    Raises ``PusherError`` 4009 (unauthorized, which closes the socket) when any of that does not hold.
+
+    https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#connection-events
+    """
     if not isinstance(user_data, str):
         raise PusherError(UNAUTHORIZED, "user_data must be a JSON string")
     try:

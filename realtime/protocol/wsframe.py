@@ -10,6 +10,9 @@ import struct
 
 
 def text_frame(payload: bytes) -> bytes:
+    """``payload`` (UTF-8 text) as one final, unmasked text frame: 0x81, then a 7-, 16- or 64-bit
+    length, then the payload (RFC 6455 §5.2).
+    """
     length = len(payload)
     if length < 126:
         return bytes((0x81, length)) + payload

@@ -54,9 +54,15 @@ class BusLink(Protocol):
     prefix: str
     instance: str
 
-    def bus_alive(self) -> None: ...
+    def bus_alive(self) -> None:
+        """Note that the bus connection just answered: a bus silent for too long counts as failed."""
+        ...
 
-    async def call(self, operation: str, command: Callable[[], Awaitable[T]]) -> T: ...
+    async def call(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
+        """Run ``command`` (one Redis round trip), counted and timed under ``operation`` (a metric label).
+        Raises ``StateUnavailable`` when the node is down or the command meets an outage.
+        """
+        ...
 
 
 class RedisBroker:
@@ -113,6 +119,11 @@ class RedisBroker:
                 self.dispatch(message["data"])
 
     def dispatch(self, data: str) -> None:
+        """Act on one bus message (``data``: a record as above): ``p`` delivers to local subscribers,
+        ``t`` closes the user's local sockets with 4009, ``w`` tells local watchers, ``c`` drops cached
+        credentials. Other kinds and this node's own ``p``/``t``/``w`` are ignored; a malformed message
+        or a failing socket is logged and counted (``adapter_errors``), never raised.
+        """
         kind, _, rest = data.partition(SEP)
         origin, _, rest = rest.partition(SEP)
         if kind == "c":

@@ -96,9 +96,17 @@ class Link(Protocol):
     prefix: str
     node_id: str
 
-    async def call(self, operation: str, command: Callable[[], Awaitable[T]]) -> T: ...
+    async def call(self, operation: str, command: Callable[[], Awaitable[T]]) -> T:
+        """Run ``command`` (one Redis round trip), counted and timed under ``operation`` (a metric label).
+        Raises ``StateUnavailable`` when the node is down or the command meets an outage.
+        """
+        ...
 
-    async def call_removal(self, operation: str, command: Callable[[], Awaitable[T]], default: T) -> T: ...
+    async def call_removal(self, operation: str, command: Callable[[], Awaitable[T]], default: T) -> T:
+        """``call`` for a removal: ``default`` instead of ``StateUnavailable``, since everything this node
+        id holds is reaped once Redis is back.
+        """
+        ...
 
 
 class RedisState:
@@ -120,6 +128,7 @@ class RedisState:
         return f"{self.link.prefix}:app:{app_id}:"
 
     def node_key(self, node_id: str) -> str:
+        """``P:node:<node_id>``: the set indexing every entry ``node_id`` holds (what ``reap`` removes)."""
         return f"{self.link.prefix}:node:{node_id}"
 
     @property

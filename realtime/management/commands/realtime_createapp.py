@@ -20,6 +20,11 @@ _LIMITS = ("user_authentication_timeout", *LIMIT_FIELDS)
 
 
 class Command(BaseCommand):
+    """``realtime_createapp``: create an app from the options (``--id``, ``--key``, ``--secret``, feature
+    flags, limits with -1 for unlimited; random credentials by default) and print its id, key and
+    secret once. Raises ``CommandError`` when the id or key is taken or a value is invalid.
+    """
+
     help = "Create a Realtime app and print its id, key and secret (the secret is shown only now)."
 
     def add_arguments(self, parser: Any) -> None:

@@ -13,6 +13,12 @@ from realtime.daphne.startup import ServeError, ServeOptions
 
 
 class Command(BaseCommand):
+    """``realtime_serve``: serve under daphne with Realtime's additions (fast path, private metrics site,
+    workers) until SIGTERM or SIGINT, then drain. The options override the ``REALTIME`` and
+    ``REALTIME_METRICS`` hosts, ports and workers. A failed start (``ServeError``, unsupported daphne
+    internals) is a ``CommandError``. See docs/architecture.md, "Serving".
+    """
+
     help = "Serve the Pusher WebSocket protocol, the HTTP API and the admin (and metrics privately)."
 
     def add_arguments(self, parser: Any) -> None:
