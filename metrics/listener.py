@@ -138,7 +138,7 @@ def start(sender: Any, runtime: Runtime, **kwargs: Any) -> None:
         return
     _listeners[id(runtime)] = listener
     runtime.listening["metrics"] = listener.address
-    logger.info("metrics listening", extra={"host": listener.address[0], "port": listener.address[1]})
+    logger.info("metrics listening on %s:%s", *listener.address)
 
 
 def stop(sender: Any, runtime: Runtime, **kwargs: Any) -> None:

@@ -100,6 +100,13 @@ class PusherConsumer(AsyncConsumer):
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        except asyncio.CancelledError:
+            # The server stops this connection's application (daphne at shutdown does): tell the
+            # client to reconnect, as a drain would, before the cleanup.
+            if self.open and not self.closing:
+                self.send_error(errors.RECONNECT, SHUTTING_DOWN)
+                await self._close(errors.RECONNECT, SHUTTING_DOWN)
+            raise
         finally:
             await self._cleanup()
 

@@ -31,7 +31,7 @@ def serve(options: ServeOptions, out: TextIO) -> None:
         supervise(options, workers, out)
         return
     runtime = get_runtime()
-    runtime.serve_options.update(options.metrics_options())
+    runtime.serve_options.update(options.metrics_options(), server="realtime_serve")
     if options.worker_fd is None:
         try:
             prepare_apps(options, runtime, out)

@@ -62,13 +62,14 @@ class Runtime:
         self.accepting = True
         # Addresses bound for each site ("public" by realtime_serve, "metrics" by the metrics app).
         self.listening: dict[str, tuple[str, int]] = {}
-        # What the serving command was asked for that other apps read: the metrics site's
-        # options of realtime_serve ("metrics", "metrics_host", "metrics_port",
-        # "metrics_port_offset"). Empty: their settings decide.
+        # What the serving command was asked for, for other parts to read: "server" (which
+        # command drains this runtime), the metrics site's options ("metrics", "metrics_host",
+        # "metrics_port", "metrics_port_offset"). Empty: their settings decide.
         self.serve_options: dict[str, Any] = {}
         # realtime_serve applies the default app before it listens, to fail early and say so.
         self.default_app_ready = False
         self._start: asyncio.Future[None] | None = None
+        self._draining = False
         self._stopped = False
 
     def _build_cluster(self) -> Cluster:
@@ -149,6 +150,9 @@ class Runtime:
         that clients do not all reconnect in the same instant; the whole drain takes at most
         ``SHUTDOWN_GRACE_SECONDS``.
         """
+        if self._draining:
+            return
+        self._draining = True
         conf = self.conf
         self.accepting = False
         sockets = list(self.registry.sockets.values())
