@@ -1,7 +1,7 @@
 """Prometheus collectors: the catalogue's families, read from realtime's counters and live state.
 
-Nothing here runs on the hot path. At scrape time (inside the event loop, where the metrics site's
-ASGI app bakes its output, so nothing mutates what is read) the collector turns the plain dicts of
+Nothing here runs on the hot path. At scrape time (inside the event loop, to which the metrics site's
+listener hands each scrape, so nothing mutates what is read) the collector turns the plain dicts of
 the runtime's ``Stats`` into counter and histogram families, and computes the live levels (connections,
 channels, presence members, queue depth, caches) from the node's in-memory state: one pass over
 local sockets and channels, no I/O, nothing that could drift.

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import socket
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -103,7 +104,8 @@ class MetricsListener:
         self.thread.join(5)
 
 
-_listeners: dict[int, MetricsListener] = {}
+# Each runtime's listener, for as long as the runtime lives.
+_listeners: weakref.WeakKeyDictionary[Runtime, MetricsListener] = weakref.WeakKeyDictionary()
 
 
 def address(runtime: Runtime) -> tuple[str, int] | None:
@@ -123,27 +125,27 @@ def address(runtime: Runtime) -> tuple[str, int] | None:
 def start(sender: Any, runtime: Runtime, **kwargs: Any) -> None:
     """``runtime_started``: bind the metrics site. A port that cannot be bound is an error."""
     where = address(runtime)
-    if where is None or id(runtime) in _listeners:
+    if where is None or runtime in _listeners:
         return
     try:
         listener = MetricsListener(*where, asyncio.get_running_loop())
     except OSError as exc:
         message = f"the metrics site could not listen on {where[0]}:{where[1]}: {exc.strerror}"
-        if "metrics" in runtime.serve_options:
+        if runtime.serve_options.get("server") == "realtime_serve":
             # realtime_serve was told to serve metrics: not doing so is a failed start.
             raise OSError(exc.errno, message) from exc
         # Under another server the listener comes with the app: losing metrics must not take
         # Realtime down with it (several worker processes of one server, say).
         logger.error("%s; serving without metrics", message)
         return
-    _listeners[id(runtime)] = listener
+    _listeners[runtime] = listener
     runtime.listening["metrics"] = listener.address
     logger.info("metrics listening on %s:%s", *listener.address)
 
 
 def stop(sender: Any, runtime: Runtime, **kwargs: Any) -> None:
     """``runtime_stopping``: close the metrics site."""
-    listener = _listeners.pop(id(runtime), None)
+    listener = _listeners.pop(runtime, None)
     if listener is not None:
         runtime.listening.pop("metrics", None)
         # Not in the event loop's thread: a scrape under way waits for the loop to collect.

@@ -7,7 +7,10 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from .conf import KNOWN_KEYS
+from .conf import KNOWN_KEYS, RealtimeSettings
+
+# The defaults, for reading settings the user did not give (they are not validated yet here).
+_DEFAULTS = RealtimeSettings()
 
 
 @register(Tags.compatibility)
@@ -28,7 +31,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E002",
             )
         )
-    backend = user.get("STATE_BACKEND", "memory")
+    backend = user.get("STATE_BACKEND", _DEFAULTS.STATE_BACKEND)
     if backend not in {"memory", "redis"}:
         problems.append(
             Error(
@@ -57,7 +60,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="realtime.E005",
                 )
             )
-    workers = user.get("WORKERS", 1)
+    workers = user.get("WORKERS", _DEFAULTS.WORKERS)
     if isinstance(workers, int) and workers > 1 and backend != "redis":
         problems.append(
             Error(
@@ -87,7 +90,7 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not isinstance(user, dict):
         return []  # realtime.E001
     problems: list[Any] = []
-    backend = user.get("STATE_BACKEND", "memory")
+    backend = user.get("STATE_BACKEND", _DEFAULTS.STATE_BACKEND)
     url = user.get("REDIS_URL") or ""
     if backend == "memory" and url:
         problems.append(
@@ -124,13 +127,13 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         problems.append(
             Error(
                 f"REALTIME['REDIS_MAX_CONNECTIONS'] is {limit!r}.",
-                hint="Give a whole number of connections, at least 4 (the bus, the heartbeat and "
+                hint="Give a whole number of connections, at least 4 (the heartbeat, reaping and "
                 "requests share the pool); 200 suits most nodes.",
                 id="realtime.E007",
             )
         )
-    dead = user.get("DEAD_NODE_TIMEOUT", 30.0)
-    timeout = user.get("REDIS_SOCKET_TIMEOUT", 5.0)
+    dead = user.get("DEAD_NODE_TIMEOUT", _DEFAULTS.DEAD_NODE_TIMEOUT)
+    timeout = user.get("REDIS_SOCKET_TIMEOUT", _DEFAULTS.REDIS_SOCKET_TIMEOUT)
     numbers = (int, float)
     if isinstance(dead, numbers) and isinstance(timeout, numbers) and dead <= timeout:
         problems.append(

@@ -19,7 +19,7 @@ SENSITIVE_PARAMETERS = ("auth_signature", "signature", "secret", "auth", "token"
 _PARAMETER = re.compile(r"(?i)(?<![A-Za-z0-9_])((?:" + "|".join(SENSITIVE_PARAMETERS) + r")=)[^&;\s\"']*")
 REDACTED = "[redacted]"
 # Loggers that servers write request lines to; each gets the filter at start.
-REQUEST_LOGGERS = ("django.server", "django.channels.server", "uvicorn.access", "uvicorn.error", "daphne")
+REQUEST_LOGGERS = ("django.server", "django.channels.server", "uvicorn.access", "uvicorn.error")
 
 
 def redact(text: str) -> str:

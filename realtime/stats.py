@@ -50,7 +50,6 @@ class Stats:
     def __init__(self) -> None:
         self.counters: dict[str, defaultdict[tuple[str, ...], int]] = defaultdict(lambda: defaultdict(int))
         self.histograms: dict[str, dict[tuple[str, ...], Histogram]] = defaultdict(dict)
-        self.histogram_units: dict[str, str] = {}
 
     def incr(self, name: str, labels: tuple[str, ...] = (), by: int = 1) -> None:
         """Add ``by`` to counter ``name`` under ``labels`` (bounded values, in the family's label order)."""
@@ -65,11 +64,5 @@ class Stats:
         series = self.histograms[name]
         histogram = series.get(labels)
         if histogram is None:
-            self.histogram_units[name] = unit
             histogram = series[labels] = Histogram(BUCKETS[unit])
         histogram.observe(value, times)
-
-    def reset(self) -> None:
-        """Forget every counter and histogram series."""
-        self.counters.clear()
-        self.histograms.clear()

@@ -15,14 +15,19 @@ class TaskSet:
     garbage-collected before it finishes. ``spawn`` holds it here until it is done.
     """
 
-    __slots__ = ("_tasks",)
+    __slots__ = ("_cancelled", "_tasks")
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._cancelled = False
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
-        """Schedule ``coro`` on the running loop; returns its task."""
+        """Schedule ``coro`` on the running loop; returns its task (cancelled at once, and the
+        coroutine never run, once the owner has cancelled its tasks)."""
         task = asyncio.ensure_future(coro)
+        if self._cancelled:
+            task.cancel()
+            return task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -31,7 +36,9 @@ class TaskSet:
         return len(self._tasks)
 
     async def cancel(self) -> None:
-        """Cancel every task still running (but the caller's own) and wait until they have finished."""
+        """Cancel every task still running (but the caller's own), refuse new ones, and wait until
+        the cancelled ones have finished."""
+        self._cancelled = True
         current = asyncio.current_task()
         tasks = [task for task in self._tasks if task is not current]
         for task in tasks:

@@ -1,4 +1,4 @@
-"""HTTP API routes. Include at the site root: ``path("", include("realtime.api.urls"))``."""
+"""HTTP API routes, resolved by ``api.asgi.ApiApplication`` (not included in a project's urls.py)."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from ..protocol.presence import SignedInUser
 from ..protocol.socket_ids import new_socket_id
 from ..ratelimit import WindowLimiter
 from ..runtime import Runtime, changes, get_runtime
+from ..runtime.runtime import SHUTDOWN_REASON
 from . import handlers, handshake, liveness
 from .handlers import Subscription
 
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 WRITER_EXTENSION = "realtime.writer"
 # How long a socket arriving while the node still connects to Redis waits before a 4100.
 STARTUP_WAIT_SECONDS = 5.0
-SHUTTING_DOWN = "Server is shutting down, reconnect"
 
 
 class PusherConsumer(AsyncConsumer):
@@ -104,8 +104,8 @@ class PusherConsumer(AsyncConsumer):
             # The server stops this connection's application (daphne at shutdown does): tell the
             # client to reconnect, as a drain would, before the cleanup.
             if self.open and not self.closing:
-                self.send_error(errors.RECONNECT, SHUTTING_DOWN)
-                await self._close(errors.RECONNECT, SHUTTING_DOWN)
+                self.send_error(errors.RECONNECT, SHUTDOWN_REASON)
+                await self._close(errors.RECONNECT, SHUTDOWN_REASON)
             raise
         finally:
             await self._cleanup()
@@ -158,7 +158,7 @@ class PusherConsumer(AsyncConsumer):
             raise PusherError(errors.PATH_NOT_FOUND, "Path not found")
         await runtime.start()
         if not runtime.accepting:
-            raise PusherError(errors.RECONNECT, SHUTTING_DOWN)
+            raise PusherError(errors.RECONNECT, SHUTDOWN_REASON)
         app = await runtime.credentials.by_key(key)
         if app is None:
             raise PusherError(errors.APP_NOT_FOUND, "Application does not exist")
@@ -177,6 +177,10 @@ class PusherConsumer(AsyncConsumer):
         if app.max_connections is not None and count > app.max_connections:
             await runtime.state.remove_connection(app.id, self.socket_id)
             raise PusherError(errors.OVER_CONNECTION_QUOTA, "Application is over connection quota")
+        if not runtime.accepting:
+            # A drain began during the awaits above: it would not see this socket.
+            await runtime.state.remove_connection(app.id, self.socket_id)
+            raise PusherError(errors.RECONNECT, SHUTDOWN_REASON)
         self.app = app
         self.open = True
         if app.max_client_events_per_second is not None:
@@ -322,16 +326,22 @@ class PusherConsumer(AsyncConsumer):
             return
         runtime = self.runtime
         app = self.app
+        # Each step on its own: one that fails (Redis gone) must not leave this socket in the
+        # registry's indexes, where fan-out would keep finding it.
+        for channel in list(self.subscriptions):
+            await self._cleanup_step(handlers.unsubscribe(self, channel))
+        user = self.user
+        if user is not None:
+            runtime.registry.sign_out(self, user.user_id, user.watchlist)
+            await self._cleanup_step(changes.signed_out(runtime, self.socket_id, app, user))
+        runtime.registry.remove(self)
+        await self._cleanup_step(runtime.state.remove_connection(app.id, self.socket_id))
+
+    async def _cleanup_step(self, step: Any) -> None:
         try:
-            for channel in list(self.subscriptions):
-                await handlers.unsubscribe(self, channel)
-            if self.user is not None:
-                runtime.registry.sign_out(self, self.user.user_id, self.user.watchlist)
-                await changes.signed_out(runtime, self.socket_id, app, self.user)
+            await step
+        except StateUnavailable:
+            pass  # what this node held is reaped once Redis is back
         except Exception:
-            logger.exception("cleanup failed", extra={"app_id": app.id})
-            runtime.stats.incr("errors", ("cleanup",))
-        finally:
-            runtime.registry.remove(self)
-            with contextlib.suppress(Exception):
-                await runtime.state.remove_connection(app.id, self.socket_id)
+            logger.exception("cleanup failed", extra={"app_id": self.app_id})
+            self.runtime.stats.incr("errors", ("cleanup",))

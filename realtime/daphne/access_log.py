@@ -27,11 +27,11 @@ def install() -> None:
         return
 
     @functools.wraps(original)
-    def call(self: Any, protocol: str, action: str, details: dict[str, Any]) -> None:
-        path = details.get("path")
+    def call(self: Any, protocol: str, action: str, details: Any, *args: Any, **kwargs: Any) -> None:
+        path = details.get("path") if isinstance(details, dict) else None
         if isinstance(path, str):
             details = {**details, "path": redact(path)}
-        original(self, protocol, action, details)
+        original(self, protocol, action, details, *args, **kwargs)
 
     setattr(call, _MARK, True)
     AccessLogGenerator.__call__ = call  # type: ignore[method-assign]

@@ -52,8 +52,10 @@ def worker_command(options: ServeOptions, fd: int, index: int) -> list[str]:
 
 
 def _start(command: list[str], fd: int) -> subprocess.Popen[bytes]:
-    # Our own interpreter and manage.py, with arguments built above: no outside input.
-    return subprocess.Popen(command, pass_fds=(fd,))  # noqa: S603
+    # Our own interpreter and manage.py, with arguments built above: no outside input. A session
+    # of its own: a Ctrl-C or a systemd stop signals the whole group, and a worker that got the
+    # signal twice (the supervisor forwards it) would stop at once instead of draining.
+    return subprocess.Popen(command, pass_fds=(fd,), start_new_session=True)  # noqa: S603
 
 
 def supervise(options: ServeOptions, workers: int, out: TextIO) -> None:

@@ -29,6 +29,7 @@ class SubscriptionCounts:
         self.runtime = runtime
         self._last_sent: dict[tuple[str, str], float] = {}
         self._pending: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._cancelled = False
 
     async def changed(self, app: AppCredentials, channel: str, count: int) -> None:
         """The channel now has ``count`` subscribers: send it now, or once the interval is over."""
@@ -37,18 +38,22 @@ class SubscriptionCounts:
         if count > THROTTLE_ABOVE:
             last = self._last_sent.get(key, 0.0)
             if now - last < INTERVAL:
-                if key not in self._pending:
+                if key not in self._pending and not self._cancelled:
                     delay = INTERVAL - (now - last)
                     runtime = self.runtime
                     self._pending[key] = asyncio.get_running_loop().call_later(
                         delay, lambda: runtime.tasks.spawn(self._send_latest(app, channel))
                     )
                 return
-        self._last_sent[key] = now
+            self._last_sent[key] = now
+        else:
+            # Only throttled channels are remembered: one entry per busy channel, not per channel.
+            self._last_sent.pop(key, None)
         await self._send(app, channel, count)
 
     def cancel(self) -> None:
-        """Drop the delayed sends (the runtime is stopping)."""
+        """Drop the delayed sends and schedule no more (the runtime is stopping)."""
+        self._cancelled = True
         for handle in self._pending.values():
             handle.cancel()
         self._pending.clear()
@@ -63,11 +68,12 @@ class SubscriptionCounts:
         self._pending.pop(key, None)
         try:
             count = await self.runtime.state.subscription_count(app.id, channel)
-            self._last_sent[key] = time.monotonic()
-            if count:
-                await self._send(app, channel, count)
+            if count > THROTTLE_ABOVE:
+                self._last_sent[key] = time.monotonic()
             else:
                 self._last_sent.pop(key, None)
+            if count:
+                await self._send(app, channel, count)
         except StateUnavailable:
             # Its sockets were closed with 4200; they resubscribe and get a fresh count.
             self._last_sent.pop(key, None)

@@ -4,14 +4,16 @@ A process serving Realtime has exactly one ``Runtime``: the registry of its sock
 backend (state and broker, in memory or in Redis), webhook delivery, the liveness sweep, the
 credentials cache, rate limiters and counters. Realtime's ASGI application creates it on first
 use and starts it on first use or at ASGI lifespan startup, whichever comes first, so the same
-product runs under ``realtime_serve``, ``runserver``, ``daphne`` and ``uvicorn``; lifespan
-shutdown or ``realtime_serve``'s SIGTERM drain stop it. Nothing is built at import time or in
+product runs under ``realtime_serve``, ``runserver``, ``daphne`` and ``uvicorn``; a drain stops
+it: lifespan shutdown, ``realtime_serve``'s SIGTERM handler, or the stock daphne reactor's
+shutdown (``realtime.daphne.stock``). Nothing is built at import time or in
 ``AppConfig.ready()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -43,6 +45,11 @@ runtime_started = Signal()
 runtime_stopping = Signal()
 
 SHUTDOWN_REASON = "Server is shutting down, reconnect"
+# A failed start (an invalid default app, a database not migrated) is not tried again sooner:
+# every request would otherwise write the default app and log the same traceback.
+RESTART_AFTER_SECONDS = 5.0
+# What a drain keeps of SHUTDOWN_GRACE_SECONDS (at most half of it) for leaving the cluster.
+STOP_RESERVE_SECONDS = 2.0
 
 
 class Runtime:
@@ -60,7 +67,8 @@ class Runtime:
         self.counts = SubscriptionCounts(self)
         # False once draining: new sockets are refused with 4200, /ready answers 503.
         self.accepting = True
-        # Addresses bound for each site ("public" by realtime_serve, "metrics" by the metrics app).
+        # Where each site listens: "public" (recorded by realtime_serve as it binds, else from the
+        # first request's scope), "metrics" (by the metrics app's listener).
         self.listening: dict[str, tuple[str, int]] = {}
         # What the serving command was asked for, for other parts to read: "server" (which
         # command drains this runtime), the metrics site's options ("metrics", "metrics_host",
@@ -69,6 +77,9 @@ class Runtime:
         # realtime_serve applies the default app before it listens, to fail early and say so.
         self.default_app_ready = False
         self._start: asyncio.Future[None] | None = None
+        self._failed_at = 0.0
+        # runtime_started was sent: runtime_stopping must be, exactly once.
+        self._announced = False
         self._draining = False
         self._stopped = False
 
@@ -91,7 +102,7 @@ class Runtime:
     @property
     def started(self) -> bool:
         start = self._start
-        return start is not None and start.done() and start.exception() is None
+        return start is not None and start.done() and not start.cancelled() and start.exception() is None
 
     # Lifecycle
 
@@ -100,14 +111,18 @@ class Runtime:
 
         Applies the default app (``DEFAULT_APP``), sends ``runtime_started``, starts the cluster
         backend (with Redis it keeps connecting in the background: see ``wait_started``) and the
-        liveness sweep. A failed start is logged and raised; the next call tries again.
+        liveness sweep. A failed start is logged and raised; it is tried again by a call at least
+        ``RESTART_AFTER_SECONDS`` later (earlier calls raise the same error). Once draining or
+        stopped, nothing is started.
         """
+        if self._draining or self._stopped:
+            return
         start = self._start
-        if start is None:
-            start = self._start = asyncio.ensure_future(self._do_start())
-        elif start.done():
-            if start.exception() is None:
-                return
+        if start is None or (
+            start.done()
+            and (start.cancelled() or start.exception() is not None)
+            and time.monotonic() - self._failed_at >= RESTART_AFTER_SECONDS
+        ):
             start = self._start = asyncio.ensure_future(self._do_start())
         await asyncio.shield(start)
 
@@ -120,14 +135,17 @@ class Runtime:
             # that a retry would start twice.
             runtime_started.send(sender=Runtime, runtime=self)
         except OSError as exc:
+            self._failed_at = time.monotonic()
             # A port that cannot be bound (the metrics site's) and the like: the message says it
             # all, a traceback would bury it.
             logger.error("realtime could not start: %s", exc)
             logger.debug("realtime could not start", exc_info=True)
             raise
         except Exception:
+            self._failed_at = time.monotonic()
             logger.exception("realtime could not start")
             raise
+        self._announced = True
         await self.cluster.start()
         self.tasks.spawn(self._sweep_forever())
 
@@ -147,23 +165,27 @@ class Runtime:
         """Stop accepting, close every socket with 4200 over a jittered window, then ``stop()``.
 
         Sockets get ``SHUTDOWN_JITTER_SECONDS`` (at most half of ``SHUTDOWN_GRACE_SECONDS``) so
-        that clients do not all reconnect in the same instant; the whole drain takes at most
-        ``SHUTDOWN_GRACE_SECONDS``.
+        that clients do not all reconnect in the same instant; the sockets get the grace period
+        but the part kept for ``stop()`` (leaving the cluster), and the whole drain takes at most
+        ``SHUTDOWN_GRACE_SECONDS``. A socket that opened meanwhile is closed too.
         """
         if self._draining:
             return
         self._draining = True
         conf = self.conf
         self.accepting = False
-        sockets = list(self.registry.sockets.values())
-        logger.info("draining", extra={"sockets": len(sockets)})
+        logger.info("draining", extra={"sockets": len(self.registry.sockets)})
         window = min(conf.SHUTDOWN_JITTER_SECONDS, conf.SHUTDOWN_GRACE_SECONDS / 2)
         loop = asyncio.get_running_loop()
-        for socket in sockets:
-            delay = random.uniform(0, window)  # noqa: S311 (jitter, not security)
-            loop.call_later(delay, socket.terminate, errors.RECONNECT, SHUTDOWN_REASON)
         deadline = loop.time() + conf.SHUTDOWN_GRACE_SECONDS
-        while self.registry.sockets and loop.time() < deadline:  # noqa: ASYNC110 (bounded, once)
+        reserve = min(STOP_RESERVE_SECONDS, conf.SHUTDOWN_GRACE_SECONDS / 2)
+        told: set[str] = set()
+        while self.registry.sockets and loop.time() < deadline - reserve:
+            for socket_id, socket in list(self.registry.sockets.items()):
+                if socket_id not in told:
+                    told.add(socket_id)
+                    delay = random.uniform(0, window)  # noqa: S311 (jitter, not security)
+                    loop.call_later(delay, socket.terminate, errors.RECONNECT, SHUTDOWN_REASON)
             await asyncio.sleep(0.05)
         try:
             # In this task, not a new one: stop() cancels the runtime's tasks but the caller's.
@@ -174,17 +196,27 @@ class Runtime:
         logger.info("stopped", extra={"sockets_left": len(self.registry.sockets)})
 
     async def stop(self) -> None:
-        """Leave the cluster and stop every background task. Idempotent."""
+        """Leave the cluster, then stop every background task. Idempotent.
+
+        Leaving the cluster removes what this node still holds, and what follows (member_removed,
+        webhooks, counts) still runs; only then are the background tasks cancelled.
+        """
         if self._stopped:
             return
         self._stopped = True
         self.accepting = False
-        if self.started:
+        start = self._start
+        if start is not None and not start.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(start)
+        if self._announced:
             runtime_stopping.send(sender=Runtime, runtime=self)
-        self.counts.cancel()
-        await self.tasks.cancel()
-        await self.webhooks.stop()
-        await self.cluster.stop()
+        try:
+            await self.cluster.stop()
+        finally:
+            self.counts.cancel()
+            await self.tasks.cancel()
+            await self.webhooks.stop()
 
     # The liveness sweep
 
@@ -225,11 +257,6 @@ def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         _runtime = Runtime()
-    return _runtime
-
-
-def current_runtime() -> Runtime | None:
-    """The runtime if one was created, without creating one."""
     return _runtime
 
 
