@@ -6,6 +6,7 @@ https://pusher.com/docs/channels/library_auth_reference/rest-api/#authentication
 from __future__ import annotations
 
 import hmac
+import re
 import time
 
 from django.http import HttpRequest
@@ -15,6 +16,7 @@ from ..protocol.limits import API_TIMESTAMP_WINDOW_SECONDS
 from ..protocol.signatures import api_signature, body_md5
 from .errors import ApiError
 
+_TIMESTAMP = re.compile(r"-?[0-9]{1,20}")
 _REQUIRED = ("auth_key", "auth_timestamp", "auth_version", "auth_signature")
 
 
@@ -53,10 +55,12 @@ def _verify(request: HttpRequest, app: AppCredentials, params: dict[str, str]) -
         raise ApiError(401, "Unknown auth_key for this app", "unknown_key")
     if params["auth_version"] != "1.0":
         raise ApiError(401, "Unsupported auth_version", "bad_version")
-    try:
-        timestamp = int(params["auth_timestamp"])
-    except ValueError:
-        raise ApiError(401, "auth_timestamp must be an integer", "stale_timestamp") from None
+    raw_timestamp = params["auth_timestamp"]
+    # ASCII digits of a sane length only: int() takes "١٢", "1_0" and 4,000 digits, and a float
+    # of the last overflows.
+    if _TIMESTAMP.fullmatch(raw_timestamp) is None:
+        raise ApiError(401, "auth_timestamp must be an integer", "stale_timestamp")
+    timestamp = int(raw_timestamp)
     if abs(time.time() - timestamp) > API_TIMESTAMP_WINDOW_SECONDS:
         raise ApiError(
             401,

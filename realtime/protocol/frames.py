@@ -8,26 +8,62 @@ https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protoc
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, TypedDict
 
 from .errors import GENERIC_ERROR, PusherError
+from .limits import MAX_JSON_DEPTH
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 # A \uD800-\uDFFF escape may decode to a lone surrogate, which no UTF-8 encoder accepts.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def loads(text: str) -> Any:
-    """``json.loads`` for untrusted input: every way it can fail is a ValueError.
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
-    Deep nesting (``[[[[...``) raises RecursionError in the stdlib parser, and a lone surrogate
-    escape (``"\\ud800"``) parses but cannot be encoded again when the value is relayed.
+
+def _number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("JSON number out of range")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of arrays and objects in ``value`` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
+def loads(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` for untrusted input (RFC 8259 only): every way it fails is a ValueError.
+
+    Refused: ``NaN``/``Infinity`` and numbers too large for a float (not JSON, and not encodable
+    again), nesting deeper than ``max_depth`` (the parser would hit the recursion limit, or a
+    relayed value would later, in every subscriber's answer), and a lone surrogate escape
+    (``"\\ud800"``, which parses but cannot be encoded again).
     """
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_constant, parse_float=_number)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    # Fewer brackets than the limit cannot nest deeper: most texts skip the walk.
+    if text.count("[") + text.count("{") > max_depth and _depth(value) > max_depth:
+        raise ValueError(f"JSON nested deeper than {max_depth} levels")
     if _SURROGATE_ESCAPE.search(text) is not None:  # rare: only then pay for a second pass
         try:
             _dumps(value).encode()

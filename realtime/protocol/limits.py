@@ -32,5 +32,8 @@ ACTIVITY_TIMEOUT_SECONDS = 120
 PONG_TIMEOUT_SECONDS = 30
 # With user authentication required, how long a connection may stay without signing in (4009).
 USER_AUTHENTICATION_TIMEOUT_SECONDS = 30
+# Deepest nesting of arrays and objects accepted in any JSON a client sends (frames, channel_data,
+# user_data, HTTP API bodies): deeper values could not be encoded again when relayed.
+MAX_JSON_DEPTH = 64
 # Largest client frame we parse at all; Pusher's event limit is enforced separately.
 MAX_CLIENT_FRAME_BYTES = 64 * 1024

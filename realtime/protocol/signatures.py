@@ -19,8 +19,12 @@ def sign(secret: str, message: str | bytes) -> str:
 
 
 def verify(secret: str, message: str | bytes, signature: str) -> bool:
-    """True when ``signature`` is ``sign(secret, message)``, compared in constant time."""
-    return hmac.compare_digest(sign(secret, message), signature)
+    """True when ``signature`` is ``sign(secret, message)``, compared in constant time.
+
+    Any string is an answer, never an error: a signature is hex, so one with a character outside
+    ASCII is simply wrong (``hmac.compare_digest`` refuses such a ``str``: compare bytes).
+    """
+    return hmac.compare_digest(sign(secret, message).encode(), signature.encode("utf-8", "replace"))
 
 
 def channel_string_to_sign(socket_id: str, channel: str, channel_data: str | None = None) -> str:
@@ -62,7 +66,7 @@ def verify_token(key: str, secret: str, token: object, string_to_sign: str) -> b
     token_key, sep, signature = token.partition(":")
     if not sep:
         return False
-    key_ok = hmac.compare_digest(token_key.encode(), key.encode())
+    key_ok = hmac.compare_digest(token_key.encode("utf-8", "replace"), key.encode())
     return verify(secret, string_to_sign, signature) and key_ok
 
 
