@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import path, re_path
+from django.urls import path
 
 from . import views
 
@@ -26,6 +26,4 @@ urlpatterns = [
         views.terminate_connections,
         name="terminate_connections_unprefixed",
     ),
-    # Anything else under /apps/ answers JSON 404, like every other API error.
-    re_path(r"^apps/(?P<path>.*)$", views.not_found, name="not_found"),
 ]

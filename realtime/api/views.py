@@ -320,8 +320,8 @@ async def terminate_connections(
 
 
 @csrf_exempt
-async def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
-    """Any other path under the API: JSON like every API answer, not Django's HTML page."""
+async def not_found(request: HttpRequest) -> HttpResponse:
+    """Any other path under the API's prefixes: JSON like every API answer, not Django's HTML page."""
     stats = get_runtime().stats
     stats.incr("http_requests", (_method_label(request), "not_found", "404"))
     stats.incr("http_errors", ("not_found", "404"))
