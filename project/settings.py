@@ -76,6 +76,11 @@ def env_limit(name: str, *, unlimited: bool) -> Any:
     return number
 
 
+def _list(value: Any) -> Any:
+    """A comma-separated variable as a tuple of its non-empty items."""
+    return value if value is UNSET else tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def given(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` without the settings the environment left unset."""
     return {key: value for key, value in values.items() if value is not UNSET}
@@ -253,6 +258,9 @@ REALTIME: dict[str, Any] = given(
         "SHUTDOWN_GRACE_SECONDS": env_float("SHUTDOWN_GRACE_SECONDS"),
         "MAX_SOCKET_BUFFER_BYTES": env_int("MAX_SOCKET_BUFFER_BYTES", minimum=1),
         "PATH_PREFIX": env_str("PATH_PREFIX"),
+        "REQUEST_TIMEOUT": env_float("REQUEST_TIMEOUT"),
+        "MAX_PENDING_CONNECTIONS": env_int("MAX_PENDING_CONNECTIONS", minimum=1),
+        "TRUSTED_PROXIES": _list(env_str("TRUSTED_PROXIES")),
         "WEBHOOK_DELAY_SECONDS": env_float("WEBHOOK_DELAY_SECONDS"),
         "WEBHOOK_RETRY_SECONDS": env_float("WEBHOOK_RETRY_SECONDS"),
         "DEFAULT_APP": _default_app(),

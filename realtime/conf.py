@@ -54,6 +54,13 @@ class RealtimeSettings:
     WEBHOOK_DELAY_SECONDS: float = 3.0
     # A socket whose unsent output grows past this is a slow consumer and is dropped.
     MAX_SOCKET_BUFFER_BYTES: int = 4 * 1024 * 1024
+    # Under realtime_serve: a request (or a WebSocket upgrade request) must arrive whole this many
+    # seconds after its first byte, and at most this many connections may be in the middle of one.
+    REQUEST_TIMEOUT: float = 10.0
+    MAX_PENDING_CONNECTIONS: int = 1024
+    # Addresses or CIDRs of the reverse proxies whose forwarding headers count (daphne's
+    # Daphne-Root-Path); from anyone else they are ignored.
+    TRUSTED_PROXIES: tuple[str, ...] = ()
     # Prepended to every public path Realtime answers (``/app/{key}``, ``/apps/...``, ``/users/...``,
     # ``/health``, ``/ready``), for host projects whose own URLs already use them. "" or "/pusher".
     PATH_PREFIX: str = ""

@@ -85,7 +85,7 @@ def api_view(endpoint: str, methods: tuple[str, ...], *, read: bool = False) -> 
                     stats.incr("api_authentication_failures", (error.app_id, error.reason))
                 response = render(error)
             except Exception:
-                logger.exception("HTTP API error", extra={"endpoint": endpoint})
+                runtime.errors.exception(logger, f"api:{endpoint}", "HTTP API error", endpoint=endpoint)
                 stats.incr("errors", ("api",))
                 response = render(ApiError(500, "Internal server error"))
             status = str(response.status_code)

@@ -144,7 +144,7 @@ class PusherConsumer(AsyncConsumer):
             self.send_error(code, exc.message)
             await self._close(code, exc.message)
         except Exception:
-            logger.exception("websocket handshake failed")
+            self.runtime.errors.exception(logger, "handshake", "websocket handshake failed")
             self.runtime.stats.incr("errors", ("handshake",))
             await self._close(errors.RECONNECT, "Internal error")
         # The handshake was the last reader of the request headers; an open socket kept them
@@ -215,7 +215,7 @@ class PusherConsumer(AsyncConsumer):
             self.send_error(exc.code, exc.message)
             await self._close(exc.code, exc.message)
         except Exception:
-            logger.exception("error handling a client frame", extra={"app_id": app_id})
+            self.runtime.errors.exception(logger, "frame", "error handling a client frame", app_id=app_id)
             stats.incr("errors", ("consumer",))
             self.send_error(errors.GENERIC_ERROR, "Internal error")
         finally:
@@ -343,5 +343,5 @@ class PusherConsumer(AsyncConsumer):
         except StateUnavailable:
             pass  # what this node held is reaped once Redis is back
         except Exception:
-            logger.exception("cleanup failed", extra={"app_id": self.app_id})
+            self.runtime.errors.exception(logger, "cleanup", "cleanup failed", app_id=self.app_id)
             self.runtime.stats.incr("errors", ("cleanup",))

@@ -33,10 +33,13 @@ def _parameters(function: Callable[..., object]) -> list[str]:
 
 
 def _checks() -> list[tuple[str, Callable[[], bool]]]:
+    from autobahn.twisted.websocket import WebSocketServerFactory
     from autobahn.websocket.protocol import WebSocketProtocol, WebSocketServerProtocol
+    from autobahn.websocket.types import ConnectionDeny
     from channels.consumer import AsyncConsumer
     from channels.routing import ProtocolTypeRouter, URLRouter
     from daphne.access import AccessLogGenerator
+    from daphne.http_protocol import HTTPFactory, WebRequest
     from daphne.server import Server
     from daphne.ws_protocol import WebSocketProtocol as DaphneWebSocketProtocol
     from twisted.internet import abstract, tcp
@@ -107,6 +110,36 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
         (
             "channels as_asgi sets consumer_class and consumer_initkwargs",
             lambda: _stores(AsyncConsumer.as_asgi.__func__, "consumer_class", "consumer_initkwargs"),
+        ),
+        # web.RealtimeHTTPChannel and RealtimeWebRequest
+        ("daphne Server.run builds http_factory", lambda: _stores(Server.run, "http_factory")),
+        (
+            "daphne HTTPFactory.buildProtocol sets requestFactory",
+            lambda: _stores(HTTPFactory.buildProtocol, "requestFactory"),
+        ),
+        ("Twisted HTTPChannel keeps the request's _path", lambda: _stores(HTTPChannel.lineReceived, "_path")),
+        (
+            "Twisted HTTPChannel.allHeadersReceived reads length, allContentReceived clears _path",
+            lambda: (
+                _stores(HTTPChannel.allHeadersReceived, "length")
+                and _stores(HTTPChannel.allContentReceived, "_path")
+            ),
+        ),
+        ("daphne WebRequest.process and handleContentChunk", lambda: callable(WebRequest.handleContentChunk)),
+        (
+            "autobahn CLOSE_STATUS_CODES_ALLOWED, sendCloseFrame(code, isReply) and dropConnection(abort)",
+            lambda: (
+                1000 in WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED
+                and {"code", "isReply"} <= set(_parameters(WebSocketProtocol.sendCloseFrame))
+                and "abort" in _parameters(WebSocketProtocol.dropConnection)
+            ),
+        ),
+        (
+            "autobahn failByDrop and ConnectionDeny.BAD_REQUEST",
+            lambda: (
+                "failByDrop" in _parameters(WebSocketServerFactory.setProtocolOptions)
+                and ConnectionDeny.BAD_REQUEST == 400
+            ),
         ),
         # access_log
         (

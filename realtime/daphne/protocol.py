@@ -13,6 +13,7 @@ from collections import deque
 from types import MappingProxyType
 from typing import Any
 
+from autobahn.websocket.types import ConnectionDeny
 from daphne.ws_protocol import WebSocketProtocol as DaphneWebSocketProtocol
 from twisted.internet import tcp
 from twisted.web.http import HTTPChannel
@@ -92,6 +93,27 @@ class _OpenedRequest:
 
 
 _NO_MAPPING: MappingProxyType[str, Any] = MappingProxyType({})
+
+
+def _allowed_close_code(code: int) -> bool:
+    """A close code a peer may send: one of RFC 6455's defined ones, or 3000-4999."""
+    return code in DaphneWebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED or 3000 <= code <= 4999
+
+
+def _decodable(request: Any) -> bool:
+    """Whether daphne's ``onConnect`` can decode every part of an upgrade request."""
+    if not request.path.isascii():
+        return False
+    for name, value in request.headers.items():
+        if not name.isascii():
+            return False
+        try:
+            value.encode("latin1")
+        except UnicodeEncodeError:
+            return False
+        if name.lower() == "sec-websocket-protocol" and not value.isascii():
+            return False
+    return True
 
 
 class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
@@ -189,6 +211,25 @@ class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
         if (sync or chopsize) and self._send_queue is None:
             self._send_queue = deque()
         super().sendData(data, sync, chopsize)
+
+    def onConnect(self, request: Any) -> Any:
+        # daphne decodes the path and every header name as ASCII, each value as latin-1 and the
+        # subprotocols as ASCII, and answers any failure with a 500 carrying the exception's text.
+        # A request it cannot decode is a bad request: 400, nothing else said.
+        if not _decodable(request):
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "Bad request")
+        return super().onConnect(request)
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
+        # A close frame with a code no endpoint may send is a protocol violation (RFC 6455
+        # §7.4): autobahn answers 1002 but takes that frame as the reply to its own close and
+        # aborts the TCP connection, which discards the 1002 it just queued. Answer, then close
+        # the connection gently so the 1002 arrives.
+        if code is not None and self.state == self.STATE_OPEN and not _allowed_close_code(code):
+            self.sendCloseFrame(code=self.CLOSE_STATUS_CODE_PROTOCOL_ERROR, isReply=False)
+            self.dropConnection(abort=False)
+            return True
+        return super().onCloseFrame(code, reasonRaw)
 
     def onOpen(self) -> None:
         super().onOpen()

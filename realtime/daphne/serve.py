@@ -11,6 +11,7 @@ from ..conf import get_settings
 from ..runtime import Runtime, get_runtime
 from .internals import verify_internals
 from .startup import ServeError, ServeOptions, prepare_apps
+from .web import Limits
 from .workers import supervise
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,12 @@ def _run_daphne(options: ServeOptions, runtime: Runtime, out: TextIO) -> None:
         if options.supervisor_pid is not None:
             runtime.tasks.spawn(exit_with_parent(shutdown, options.supervisor_pid))
 
+    try:
+        limits = Limits.from_settings(conf)
+    except ValueError as exc:
+        raise ServeError(str(exc)) from exc
     server = Server(
+        http_limits=limits,
         application=get_default_application(),
         endpoints=endpoints,
         signal_handlers=False,

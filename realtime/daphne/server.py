@@ -16,12 +16,16 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from daphne.server import Server
 from twisted.internet import tcp
 
+from ..conf import get_settings
 from ..connection.consumer import WRITER_EXTENSION
 from .protocol import RealtimeWebSocketProtocol, SocketInbox
+from .web import Limits, RealtimeHTTPChannel, RealtimeWebRequest
 from .writer import FrameWriter
 
 # Shared by every WebSocket scope instead of one dict per socket; nothing writes to it.
 _ASGI_VERSION = {"version": "3.0"}
+# A keep-alive connection idle this long between requests is closed (nginx's default).
+IDLE_TIMEOUT_SECONDS = 75
 # Pusher's close reasons are short; a close frame's payload is at most 125 bytes (RFC 6455 §5.5).
 MAX_CLOSE_REASON = 120
 
@@ -32,8 +36,9 @@ class RealtimeServer(Server):
     ``listen_failures`` collects ``(endpoint, error)`` for each endpoint that could not be bound.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, http_limits: Limits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.http_limits = http_limits or Limits.from_settings(get_settings())
         self.listen_failures: list[tuple[str, str]] = []
         self._listen_results = 0
 
@@ -45,7 +50,31 @@ class RealtimeServer(Server):
     def ws_factory(self, factory: Any) -> None:
         # daphne builds its WebSocket factory inside run(); this is where its protocol is chosen.
         factory.protocol = RealtimeWebSocketProtocol
+        # A protocol violation (bad framing, invalid UTF-8, a message over the limit) ends with a
+        # close frame carrying RFC 6455's code (1002, 1007, 1009), not a dropped TCP connection
+        # the client cannot tell from a network fault.
+        factory.setProtocolOptions(failByDrop=False)
         self._ws_factory = factory
+
+    @property
+    def http_factory(self) -> Any:
+        return self._http_factory
+
+    @http_factory.setter
+    def http_factory(self, factory: Any) -> None:
+        # Built inside run() too: Realtime's channel and request (realtime.daphne.web).
+        factory.protocol = RealtimeHTTPChannel
+        factory.timeOut = IDLE_TIMEOUT_SECONDS
+        build = factory.buildProtocol
+
+        def build_protocol(address: Any) -> Any:
+            channel = build(address)
+            if channel is not None:
+                channel.requestFactory = RealtimeWebRequest
+            return channel
+
+        factory.buildProtocol = build_protocol
+        self._http_factory = factory
 
     def listen_success(self, port: Any) -> None:
         self._listen_results += 1

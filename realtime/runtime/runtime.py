@@ -28,6 +28,7 @@ from ..cluster.memory import MemoryCluster
 from ..cluster.registry import Registry
 from ..conf import RealtimeSettings, get_settings
 from ..credentials import CredentialsCache
+from ..errorlog import ErrorLog
 from ..protocol import errors
 from ..provisioning import apply_default_app
 from ..ratelimit import AppLimiters
@@ -58,6 +59,8 @@ class Runtime:
     def __init__(self, conf: RealtimeSettings | None = None) -> None:
         conf = self.conf = conf or get_settings()
         self.stats = Stats()
+        # Errors a client can cause repeatedly are logged through this, once per interval.
+        self.errors = ErrorLog()
         self.credentials = CredentialsCache(conf.CREDENTIALS_NEGATIVE_TTL)
         self.limiters = AppLimiters(self.stats)
         self.tasks = TaskSet()

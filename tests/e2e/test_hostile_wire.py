@@ -1,0 +1,238 @@
+"""Hostile bytes on the wire against a real realtime_serve: the protocol's own answer every time.
+
+WebSocket protocol violations end with RFC 6455's close code, not a dropped connection; upgrade
+requests daphne cannot decode are a 400 without the exception's text; a body declared too large is
+refused before it is sent; proxy headers count only from trusted proxies; a request that never
+finishes is closed, and connections stuck in one are bounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import socket
+import struct
+import time
+from typing import Any
+
+import pytest
+
+from realtime.protocol.signatures import api_signature
+
+from ..conftest import APP_ID, APP_KEY, APP_SECRET
+
+SERVER_ENV = {"REQUEST_TIMEOUT": "1", "MAX_PENDING_CONNECTIONS": "8", "LOG_LEVEL": "INFO"}
+
+
+@pytest.fixture(scope="module")
+def hostile_server(migrated_db, tmp_path_factory) -> Any:
+    from ..conftest import start_server_process
+
+    server = start_server_process(migrated_db, tmp_path_factory.mktemp("hostile"), SERVER_ENV)
+    yield server
+    server.kill()
+
+
+def raw(server: Any, timeout: float = 5) -> socket.socket:
+    sock = socket.create_connection((server.host, server.port), timeout=timeout)
+    return sock
+
+
+def read_response(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def upgrade(server: Any, extra: bytes = b"") -> socket.socket:
+    sock = raw(server)
+    key = base64.b64encode(os.urandom(16))
+    sock.sendall(
+        b"GET /app/" + server.key.encode() + b"?protocol=7 HTTP/1.1\r\nHost: localhost\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\n" + extra + b"\r\n"
+    )
+    return sock
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:
+    """A masked client frame (RFC 6455 §5.2)."""
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", first, 0x80 | length)
+    elif length < 65536:
+        header = struct.pack("!BBH", first, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, length)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+def close_code(sock: socket.socket) -> int | None:
+    """Read server frames until a close frame; its code, or None when the connection just dropped."""
+    buffer = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        while len(buffer) >= 2:
+            length = buffer[1] & 0x7F
+            offset = 2
+            if length == 126:
+                length, offset = struct.unpack("!H", buffer[2:4])[0], 4
+            elif length == 127:
+                length, offset = struct.unpack("!Q", buffer[2:10])[0], 10
+            if len(buffer) < offset + length:
+                break
+            opcode, payload = buffer[0] & 0x0F, buffer[offset : offset + length]
+            buffer = buffer[offset + length :]
+            if opcode == 8:
+                return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            return None
+        if not chunk:
+            return None
+        buffer += chunk
+    return None
+
+
+def opened(server: Any) -> socket.socket:
+    sock = upgrade(server)
+    head = read_response(sock)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (frame(0x1, b'{"event":"pusher:ping"}', rsv=4), 1002),  # RSV1 without an extension
+        (frame(0x1, b'"\xff\xfe"'), 1007),  # text that is not UTF-8
+        (frame(0x8, struct.pack("!H", 999)), 1002),  # a close code no one may send
+        (frame(0x9, b"x" * 126), 1002),  # a control frame over 125 bytes
+        (frame(0x3, b"x"), 1002),  # a reserved opcode
+        (frame(0x1, b"x" * (300 * 1024)), 1009),  # over the largest message
+    ],
+)
+def test_protocol_violations_close_with_rfc_6455_codes(hostile_server, bad: bytes, code: int) -> None:
+    with opened(hostile_server) as sock:
+        sock.sendall(bad)
+        assert close_code(sock) == code
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"Sec-WebSocket-Protocol: \xe9\r\n", b"X-Name\xe9: 1\r\n", b"Sec-WebSocket-Protocol: a,\xff\xfe\r\n"],
+)
+def test_undecodable_upgrade_headers_are_a_plain_400(hostile_server, header: bytes) -> None:
+    with upgrade(hostile_server, header) as sock:
+        head = read_response(sock)
+    assert head.split(b"\r\n", 1)[0].split(b" ")[1] in {b"400"}, head
+    assert b"codec" not in head and b"Traceback" not in head
+    assert "Traceback" not in hostile_server.output()
+
+
+def signed(path: str, method: str = "POST", body: bytes = b"") -> str:
+    import hashlib
+
+    params = {
+        "auth_key": APP_KEY,
+        "auth_timestamp": str(int(time.time())),
+        "auth_version": "1.0",
+        "body_md5": hashlib.md5(body).hexdigest(),
+    }
+    params["auth_signature"] = api_signature(APP_SECRET, method, path, params)
+    return "&".join(f"{k}={v}" for k, v in params.items())
+
+
+def test_a_body_declared_too_large_is_refused_before_it_is_sent(hostile_server) -> None:
+    with raw(hostile_server) as sock:
+        sock.sendall(
+            f"POST /apps/{APP_ID}/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 10485760\r\n\r\n".encode()
+        )
+        head = read_response(sock)  # not one byte of the body was sent
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert b'{"error": "Request body too large"}' in head
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(hostile_server) -> None:
+    with raw(hostile_server, timeout=10) as sock:
+        sock.sendall(
+            f"POST /apps/{APP_ID}/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        chunk = b"x" * 65536
+        answer = b""
+        try:
+            for _ in range(64):  # 4 MiB, well past the 1 MiB limit
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = read_response(sock)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def _channels(server: Any, root_path: str | None) -> bytes:
+    # Signed over the path below a root path: it matches only if the root path is honoured.
+    query = signed("/channels", "GET")
+    header = f"Daphne-Root-Path: {root_path}\r\n" if root_path else ""
+    with raw(server) as sock:
+        sock.sendall(f"GET /apps/{APP_ID}/channels?{query} HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
+        return read_response(sock)
+
+
+def test_a_root_path_header_from_an_untrusted_peer_is_ignored(hostile_server) -> None:
+    assert _channels(hostile_server, f"/apps/{APP_ID}").startswith(b"HTTP/1.1 401")
+
+
+def test_a_root_path_header_from_a_trusted_proxy_counts(start_server) -> None:
+    server = start_server(env={"TRUSTED_PROXIES": "127.0.0.0/8, ::1"})
+    assert _channels(server, f"/apps/{APP_ID}").startswith(b"HTTP/1.1 200")
+
+
+def closed(sock: socket.socket) -> bool:
+    """Whether the server closed (or reset) the connection, waiting for it as long as the timeout."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_requests_that_never_finish_are_closed_and_bounded(hostile_server) -> None:
+    with contextlib.ExitStack() as stack:
+        stalled = []
+        for _ in range(8):  # MAX_PENDING_CONNECTIONS
+            sock = stack.enter_context(raw(hostile_server, timeout=10))
+            sock.sendall(b"GET /ready HT")  # a request begun, never finished
+            stalled.append(sock)
+        time.sleep(0.3)
+        with raw(hostile_server) as extra:
+            started = time.monotonic()
+            assert closed(extra)  # refused at once while 8 are pending
+            assert time.monotonic() - started < 5
+        # Each is closed once REQUEST_TIMEOUT (1 s) has passed.
+        assert all(closed(sock) for sock in stalled)
+    with raw(hostile_server) as sock:  # and the server serves again
+        sock.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_slow_request_is_closed_at_its_deadline(hostile_server) -> None:
+    with raw(hostile_server, timeout=10) as sock:
+        started = time.monotonic()
+        try:
+            for byte in b"GET /ready HTTP/1.1\r\nHost: x\r\n":
+                sock.sendall(bytes([byte]))
+                time.sleep(0.2)  # one byte every 0.2 s keeps an idle timeout from ever firing
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert closed(sock)
+        assert time.monotonic() - started < 5
