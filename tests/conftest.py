@@ -34,7 +34,7 @@ APP_SECRET = "test-secret-0123456789abcdef"
 PROCESS_FIXTURES = frozenset({"migrated_db", "redis_server"})
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the slow tests ``e2e``: under tests/e2e, or using a fixture that starts a process.
 
     ``pytest -m "not e2e"`` runs the fast rest in seconds.
@@ -43,6 +43,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "e2e" in item.path.parts or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(e2e)
+    # The long robustness campaign runs only when asked for by name (-m campaign).
+    if "campaign" not in (config.option.markexpr or ""):
+        deselected = [item for item in items if item.get_closest_marker("campaign")]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker("campaign")]
 
 
 def free_port() -> int:

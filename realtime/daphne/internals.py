@@ -119,6 +119,10 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
         ),
         ("Twisted HTTPChannel keeps the request's _path", lambda: _stores(HTTPChannel.lineReceived, "_path")),
         (
+            "Twisted HTTPChannel._respondToBadRequestAndDisconnect",
+            lambda: _stores(HTTPChannel.lineReceived, "_respondToBadRequestAndDisconnect"),
+        ),
+        (
             "Twisted HTTPChannel.allHeadersReceived reads length, allContentReceived clears _path",
             lambda: (
                 _stores(HTTPChannel.allHeadersReceived, "length")
@@ -126,6 +130,10 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
             ),
         ),
         ("daphne WebRequest.process and handleContentChunk", lambda: callable(WebRequest.handleContentChunk)),
+        (
+            "daphne WebRequest.basic_error(status, status_text, body)",
+            lambda: _parameters(WebRequest.basic_error) == ["self", "status", "status_text", "body"],
+        ),
         (
             "autobahn CLOSE_STATUS_CODES_ALLOWED, sendCloseFrame(code, isReply) and dropConnection(abort)",
             lambda: (

@@ -122,6 +122,11 @@ class RealtimeHTTPChannel(http.HTTPChannel):
         self._settled()
         super().allContentReceived()
 
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Twisted's answer to a request it cannot parse (a request line that is not ASCII, too many
+        # or too long headers) is an empty 400: give it a body like every other error.
+        self.refuse(400, b"Bad Request", "Malformed HTTP request")
+
     def refuse(self, status: int, reason: bytes, message: str) -> None:
         """Answer ``status`` with a JSON error now, read nothing more, and close."""
         self._refused = True
@@ -159,6 +164,17 @@ class RealtimeWebRequest(WebRequest):
             channel.refuse(413, b"Payload Too Large", "Request body too large")
             return
         super().handleContentChunk(data)
+
+    def basic_error(self, status: int, status_text: bytes, body: str) -> None:
+        # daphne's own refusals (a header name or value it rejects, a path or query string that
+        # is not ASCII) are HTML pages; under the API's paths every answer is the API's JSON.
+        if not self.uri.startswith(self.channel.limits.api_paths):
+            return super().basic_error(status, status_text, body)
+        content = json.dumps({"error": body}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content))]
+        self.handle_reply({"type": "http.response.start", "status": status, "headers": headers})
+        self.handle_reply({"type": "http.response.body", "body": content})
+        return None
 
     def process(self) -> Any:
         headers = self.requestHeaders
