@@ -229,9 +229,11 @@ async def steady_traffic(server: Any, stop: threading.Event) -> tuple[list[int],
 
         async def listen() -> None:
             while True:
-                message = await subscriber.recv(30)
+                message = await subscriber.recv(300)
                 if message.get("event") == "tick":
                     received.append(json.loads(message["data"])["n"])
+                elif message.get("event") == "pusher:ping":  # as every Pusher client does
+                    await subscriber.send("pusher:pong")
 
         listener = asyncio.ensure_future(listen())
         n = 0
