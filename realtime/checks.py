@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from django.conf import settings
@@ -13,11 +14,22 @@ from .conf import KNOWN_KEYS, RealtimeSettings
 _DEFAULTS = RealtimeSettings()
 
 
+def _is_network(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Check ``settings.REALTIME``: realtime.E001 (not a dict), E002 (unknown key), E003 and E004
     (state backend, REDIS_URL), E005 (timeouts not a positive whole number of seconds), E008
-    (several workers without Redis) and W002 (daphne not installed). Returns the problems found.
+    (several workers without Redis), E009 (TRUSTED_PROXIES not addresses or CIDRs) and W002
+    (daphne not installed). Returns the problems found.
     """
     problems: list[Any] = []
     user = getattr(settings, "REALTIME", {}) or {}
@@ -67,6 +79,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 f"REALTIME['WORKERS'] is {workers} with the in-memory state backend.",
                 hint="Each worker is a node: set REDIS_URL so they share state, or use one worker.",
                 id="realtime.E008",
+            )
+        )
+    proxies = user.get("TRUSTED_PROXIES", ())
+    bad = [p for p in proxies if not _is_network(p)] if isinstance(proxies, (list, tuple)) else [proxies]
+    if bad:
+        problems.append(
+            Error(
+                f"REALTIME['TRUSTED_PROXIES'] has entries that are not addresses or CIDRs: {bad!r}.",
+                hint="Give a list of addresses or networks, e.g. ['10.0.0.0/8', '127.0.0.1'].",
+                id="realtime.E009",
             )
         )
     if "daphne" not in settings.INSTALLED_APPS:

@@ -95,3 +95,12 @@ def test_checks_are_bound_to_manage_py_check() -> None:
     assert "realtime.E003" in str(info.value)
     with override_settings(REALTIME=realtime(STATE_BACKEND="bogus")), pytest.raises(SystemCheckError):
         call_command("check", tags=["compatibility"])
+
+
+def test_e009_trusted_proxies_must_be_networks() -> None:
+    with override_settings(REALTIME=realtime(TRUSTED_PROXIES=("10.0.0.0/8", "::1", "127.0.0.1"))):
+        assert ids(check_settings()) == []
+    with override_settings(REALTIME=realtime(TRUSTED_PROXIES=("10.0.0.0/8", "proxy.example", "300.1.1.1"))):
+        problems = check_settings()
+    assert ids(problems) == ["realtime.E009"]
+    assert "proxy.example" in problems[0].msg and "300.1.1.1" in problems[0].msg
