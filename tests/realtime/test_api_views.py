@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from channels.testing import HttpCommunicator
 
 from realtime.asgi import realtime_application
-from realtime.runtime import get_runtime, reset_runtime
+from realtime.runtime import get_runtime
 
-
-@pytest.fixture(autouse=True)
-def fresh_runtime() -> Iterator[None]:
-    reset_runtime()
-    yield
-    reset_runtime()
+pytestmark = pytest.mark.usefixtures("fresh_runtime")
 
 
 async def request(method: str, path: str, body: bytes = b"") -> tuple[int, dict]:

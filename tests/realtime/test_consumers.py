@@ -11,20 +11,12 @@ from channels.testing import WebsocketCommunicator
 from realtime.asgi import realtime_application
 from realtime.models import App
 from realtime.protocol.signatures import channel_auth
-from realtime.runtime import get_runtime, reset_runtime
+from realtime.runtime import get_runtime
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_runtime")]
 
 application = realtime_application()
 QUERY = "protocol=7&client=js&version=8.4.0"
-
-
-@pytest.fixture(autouse=True)
-async def fresh_runtime() -> AsyncIterator[None]:
-    reset_runtime()
-    yield
-    await get_runtime().stop()
-    reset_runtime()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -19,20 +18,12 @@ from realtime.asgi import realtime_application
 from realtime.models import App
 from realtime.protocol.limits import MAX_JSON_DEPTH
 from realtime.protocol.signatures import channel_auth
-from realtime.runtime import get_runtime, reset_runtime
+from realtime.runtime import get_runtime
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_runtime")]
 
 QUERY = "protocol=7&client=js&version=8.4.0"
 application = realtime_application()
-
-
-@pytest.fixture(autouse=True)
-async def fresh_runtime() -> AsyncIterator[None]:
-    reset_runtime()
-    yield
-    await get_runtime().stop()
-    reset_runtime()
 
 
 @pytest.fixture

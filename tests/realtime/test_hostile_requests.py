@@ -7,7 +7,6 @@ bytes, and bodies declared larger than the limit (refused before any of it is re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,19 +17,12 @@ from hypothesis import strategies as st
 from realtime.api.asgi import MAX_BODY_BYTES
 from realtime.asgi import realtime_application
 from realtime.models import App
-from realtime.runtime import get_runtime, reset_runtime
+from realtime.runtime import get_runtime
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_runtime")]
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime() -> Iterator[None]:
-    reset_runtime()
-    yield
-    reset_runtime()
 
 
 @pytest.fixture
