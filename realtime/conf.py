@@ -49,9 +49,28 @@ class RealtimeSettings:
     SHUTDOWN_GRACE_SECONDS: float = 10.0
     # Close frames are spread over this window on shutdown so clients don't reconnect at once.
     SHUTDOWN_JITTER_SECONDS: float = 1.0
+    # Webhooks: each request times out after WEBHOOK_TIMEOUT; a batch is retried with backoff for
+    # WEBHOOK_RETRY_SECONDS after it was made, then recorded as failed. channel_vacated and
+    # member_removed wait WEBHOOK_DELAY_SECONDS (a quick reconnect sends neither).
     WEBHOOK_TIMEOUT: float = 5.0
     WEBHOOK_RETRY_SECONDS: float = 300.0
     WEBHOOK_DELAY_SECONDS: float = 3.0
+    # An app's events for one webhook are batched for this long (and at most this many per request),
+    # then committed to the outbox together: the window within which an event is durable.
+    WEBHOOK_BATCH_SECONDS: float = 0.05
+    WEBHOOK_BATCH_SIZE: int = 100
+    # Requests in flight to one webhook URL at most (lanes of several apps sharing the URL).
+    WEBHOOK_CONCURRENCY_PER_URL: int = 4
+    # "server": every server process delivers (nothing else to run); "external": servers only
+    # commit to the outbox and ``manage.py realtime_webhooks`` processes deliver.
+    WEBHOOK_WORKER: str = "server"
+    # A worker holds a delivery this long without renewing; after a crash, another (or the
+    # restarted) process takes it over once it runs out.
+    WEBHOOK_LEASE_SECONDS: float = 30.0
+    # How often a worker looks in the outbox for due deliveries (retries, other processes' leftovers).
+    WEBHOOK_POLL_SECONDS: float = 1.0
+    # Delivered and failed deliveries are kept in the log (the admin) this many days.
+    WEBHOOK_LOG_DAYS: float = 7.0
     # A socket whose unsent output grows past this is a slow consumer and is dropped.
     MAX_SOCKET_BUFFER_BYTES: int = 4 * 1024 * 1024
     # Under realtime_serve: a request (or a WebSocket upgrade request) must arrive whole this many

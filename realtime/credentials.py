@@ -16,8 +16,10 @@ from asgiref.sync import sync_to_async
 
 @dataclass(frozen=True, slots=True)
 class WebhookTarget:
-    """One webhook of an app: where to POST, which events, extra headers, the channel-name filter."""
+    """One webhook of an app: its row ``id``, where to POST, which events, extra headers, the
+    channel-name filter."""
 
+    id: int
     url: str
     event_types: frozenset[str]
     headers: tuple[tuple[str, str], ...]
@@ -92,6 +94,7 @@ def _snapshot(app) -> AppCredentials:  # type: ignore[no-untyped-def]
         max_channel_name_length=app.max_channel_name_length,
         webhooks=tuple(
             WebhookTarget(
+                id=w.pk,
                 url=w.url,
                 event_types=frozenset(w.event_types or ()),
                 headers=tuple((w.headers or {}).items()),

@@ -170,3 +170,52 @@ class Webhook(models.Model):
             isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
         ):
             raise ValidationError({"headers": "Give a JSON object of string headers."})
+
+
+class WebhookDelivery(models.Model):
+    """One webhook request: a batch of one app's events for one of its webhooks, kept until delivered
+    or given up, then for ``WEBHOOK_LOG_DAYS`` as the delivery log.
+
+    The row is the outbox: it is committed before the first attempt and is delivered at least once,
+    by whichever node holds its lease (``lease_owner`` until ``lease_until``). ``id`` is sent as the
+    ``X-Realtime-Delivery-Id`` header, the same on every attempt. ``body`` is the exact JSON sent
+    (``{"time_ms", "events"}``); it is signed with the app's current secret when sent, and holds no
+    secret itself.
+    """
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    STATUSES = ((PENDING, "pending"), (DELIVERED, "delivered"), (FAILED, "failed"))
+
+    id = models.UUIDField(primary_key=True)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="deliveries")
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    url = models.CharField(max_length=500)
+    event_names = models.CharField(max_length=200, help_text="The events in the body, in order, once each.")
+    event_count = models.PositiveIntegerField()
+    body = models.TextField()
+    status = models.CharField(max_length=10, choices=STATUSES, default=PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status = models.PositiveIntegerField(
+        null=True, blank=True, help_text="HTTP status of the last attempt (empty: no response)."
+    )
+    last_error = models.CharField(max_length=300, blank=True)
+    created = models.DateTimeField()
+    next_attempt = models.DateTimeField()
+    retry_until = models.DateTimeField()
+    delivered = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=120, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "webhook delivery"
+        verbose_name_plural = "webhook deliveries"
+        ordering = ("-created",)
+        indexes = (
+            models.Index(fields=("status", "next_attempt"), name="realtime_delivery_due"),
+            models.Index(fields=("created",), name="realtime_delivery_created"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.event_names} → {self.url}"

@@ -35,6 +35,11 @@ class TaskSet:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    async def wait_idle(self) -> None:
+        """Until every task spawned so far, and any spawned meanwhile, has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def cancel(self) -> None:
         """Cancel every task still running (but the caller's own), refuse new ones, and wait until
         the cancelled ones have finished."""

@@ -115,11 +115,29 @@ class State(Protocol):
         ...
 
     async def cache_set(self, app_id: str, channel: str, frame: str, ttl: float) -> None:
-        """Keep ``frame`` (the event's text) as the cache channel's last event for ``ttl`` seconds."""
+        """Keep ``frame`` (the event's text) as the cache channel's last event for ``ttl`` seconds;
+        this ends the channel's empty spell (``report_cache_miss``)."""
         ...
 
     async def cache_get(self, app_id: str, channel: str) -> tuple[str, float] | None:
         """The cache channel's last event and its seconds to live, or None."""
+        ...
+
+    async def report(self, app_id: str, channel: str, user_id: str | None, present: bool) -> bool:
+        """Record the webhook story of ``channel`` (``user_id`` None: ``channel_occupied`` when
+        ``present``, ``channel_vacated`` when not) or of a user in a presence channel
+        (``member_added`` / ``member_removed``). True, once cluster-wide, when the report is to be
+        sent: it is not the story's last report again and it matches the state now (occupied means
+        subscribed now, vacated means nobody subscribed now; likewise for the user). So the two
+        events of each pair strictly alternate (HOOKS).
+        """
+        ...
+
+    async def report_cache_miss(self, app_id: str, channel: str, ttl: float) -> bool:
+        """True for the first miss of the cache channel's empty spell (cluster-wide), False for the
+        misses after it until an event is cached (``cache_set``) or ``ttl`` seconds pass: one
+        ``cache_miss`` webhook per miss, however many sockets subscribe (HOOKS, CACHE).
+        """
         ...
 
 

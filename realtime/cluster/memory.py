@@ -23,6 +23,10 @@ class MemoryState:
         self._members: dict[tuple[str, str], dict[str, tuple[Any, set[str]]]] = {}
         self._users: dict[tuple[str, str], set[str]] = {}
         self._cache: dict[tuple[str, str], tuple[str, float]] = {}
+        # Webhook stories reported "present": (app, channel, None) occupied, (app, channel, user) added.
+        self._reported: set[tuple[str, str, str | None]] = set()
+        # (app, channel) -> monotonic end of the cache channel's reported empty spell.
+        self._misses: dict[tuple[str, str], float] = {}
 
     async def add_connection(self, app_id: str, socket_id: str) -> int:
         sockets = self._connections[app_id]
@@ -113,6 +117,7 @@ class MemoryState:
 
     async def cache_set(self, app_id: str, channel: str, frame: str, ttl: float) -> None:
         self._cache[(app_id, channel)] = (frame, time.monotonic() + ttl)
+        self._misses.pop((app_id, channel), None)
 
     def cache_bytes(self) -> int:
         """Characters of cache channels' last events held now (expired ones until next read)."""
@@ -127,6 +132,30 @@ class MemoryState:
             del self._cache[(app_id, channel)]
             return None
         return entry[0], remaining
+
+    async def report(self, app_id: str, channel: str, user_id: str | None, present: bool) -> bool:
+        story = (app_id, channel, user_id)
+        if user_id is None:
+            live = (app_id, channel) in self._subscriptions
+        else:
+            live = user_id in self._members.get((app_id, channel), ())
+        if live != present or (story in self._reported) == present:
+            return False
+        if present:
+            self._reported.add(story)
+        else:
+            self._reported.discard(story)
+        return True
+
+    async def report_cache_miss(self, app_id: str, channel: str, ttl: float) -> bool:
+        now = time.monotonic()
+        if self._misses.get((app_id, channel), 0.0) > now:
+            return False
+        if len(self._misses) > 10_000:
+            # Spells whose channels never got an event: drop the ended ones.
+            self._misses = {key: end for key, end in self._misses.items() if end > now}
+        self._misses[(app_id, channel)] = now + ttl
+        return True
 
 
 class LocalBroker:

@@ -38,7 +38,9 @@ async def subscribed(
     stats = runtime.stats
     count = await state.subscribe(app.id, channel, socket.socket_id)
     stats.incr("channel_subscriptions", (app.id, kind.label))
-    if count == 1:
+    # The story flags are kept whenever the app has webhooks, so that occupied and vacated (added
+    # and removed) alternate whichever of them a webhook asks for.
+    if count == 1 and app.webhooks and await state.report(app.id, channel, None, True):
         runtime.webhooks.emit(app, "channel_occupied", channel)
     if member is not None:
         first = await state.add_member(app.id, channel, socket.socket_id, member.user_id, member.user_info)
@@ -48,7 +50,8 @@ async def subscribed(
             stats.incr("presence_events", (app.id, "member_added"))
             added = frames.member_added(channel, member.user_id, member.user_info)
             await runtime.broker.publish(app.id, [channel], added, socket.socket_id)
-            runtime.webhooks.emit(app, "member_added", channel, user_id=member.user_id)
+            if app.webhooks and await state.report(app.id, channel, member.user_id, True):
+                runtime.webhooks.emit(app, "member_added", channel, user_id=member.user_id)
     else:
         socket.push(frames.subscription_succeeded(channel))
     if kind.cache:
@@ -59,7 +62,11 @@ async def subscribed(
         else:
             stats.incr("cache_misses", ("channel",))
             socket.push(frames.cache_miss(channel))
-            runtime.webhooks.emit(app, "cache_miss", channel)
+            webhooks = runtime.webhooks
+            if webhooks.wanted(app, "cache_miss", channel) and await state.report_cache_miss(
+                app.id, channel, runtime.conf.CACHE_TTL
+            ):
+                webhooks.emit(app, "cache_miss", channel)
     runtime.registry.acknowledge(socket, channel)
     if app.enable_subscription_count and not kind.presence:
         await runtime.counts.changed(app, channel, count)

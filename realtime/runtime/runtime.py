@@ -66,7 +66,9 @@ class Runtime:
         self.tasks = TaskSet()
         self.registry = Registry(self.stats)
         self.cluster: Cluster = self._build_cluster()
-        self.webhooks = Webhooks(conf, self.cluster.state, self.stats)
+        self.webhooks = Webhooks(
+            conf, self.cluster.state, self.stats, self.credentials, self.cluster.instance
+        )
         self.counts = SubscriptionCounts(self)
         # False once draining: new sockets are refused with 4200, /ready answers 503.
         self.accepting = True
@@ -85,6 +87,7 @@ class Runtime:
         self._announced = False
         self._draining = False
         self._stopped = False
+        self._stop_deadline: float | None = None
 
     def _build_cluster(self) -> Cluster:
         conf = self.conf
@@ -150,6 +153,7 @@ class Runtime:
             raise
         self._announced = True
         await self.cluster.start()
+        self.webhooks.start()
         self.tasks.spawn(self._sweep_forever())
 
     async def wait_started(self) -> None:
@@ -190,6 +194,8 @@ class Runtime:
                     delay = random.uniform(0, window)  # noqa: S311 (jitter, not security)
                     loop.call_later(delay, socket.terminate, errors.RECONNECT, SHUTDOWN_REASON)
             await asyncio.sleep(0.05)
+        # What stop() may give webhook deliveries in flight, on the monotonic clock it uses.
+        self._stop_deadline = time.monotonic() + (deadline - loop.time())
         try:
             # In this task, not a new one: stop() cancels the runtime's tasks but the caller's.
             async with asyncio.timeout(max(0.1, deadline - loop.time())):
@@ -219,7 +225,9 @@ class Runtime:
         finally:
             self.counts.cancel()
             await self.tasks.cancel()
-            await self.webhooks.stop()
+            # Leave a moment of the drain's window for the rest of the shutdown.
+            deadline = None if self._stop_deadline is None else self._stop_deadline - 0.2
+            await self.webhooks.stop(deadline)
 
     # The liveness sweep
 

@@ -1,130 +1,160 @@
-"""Webhook delivery: signed POSTs of channel and member events to an app's URLs.
+"""Webhooks as the runtime sees them: events in, a durable outbox, delivery by a worker.
 
-Each delivery is ``{"time_ms", "events": [event]}`` signed with the app secret over the exact
-bytes sent (``X-Pusher-Key``, ``X-Pusher-Signature``), retried with exponential backoff for
-``WEBHOOK_RETRY_SECONDS`` on anything but a 2xx. ``channel_vacated`` and ``member_removed``
-wait ``WEBHOOK_DELAY_SECONDS`` and are dropped if the channel or member came back meanwhile
+``emit`` puts an event into the outbox (``outbox.py``: batched per app and webhook, committed
+within ``WEBHOOK_BATCH_SECONDS``); the worker (``worker.py``, ``delivery.py``) delivers what is
+committed, at least once. ``emit_later`` is for ``channel_vacated`` and ``member_removed``: they
+wait ``WEBHOOK_DELAY_SECONDS`` and are sent only if the state's story check
+(``State.report``) agrees then, so a quick reconnect sends nothing, and occupied/vacated (and
+added/removed) strictly alternate cluster-wide
 (https://pusher.com/docs/channels/server_api/webhooks/).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING, Any
 
+from django.db import DatabaseError
+
 from ..cluster.base import State, StateUnavailable
-from ..credentials import AppCredentials, WebhookTarget
-from ..protocol.signatures import webhook_signature
+from ..credentials import AppCredentials, CredentialsCache
 from ..stats import Stats
 from ..tasks import TaskSet
+from .delivery import Deliverer
+from .outbox import Outbox
+from .store import Store
+from .worker import Worker
 
 if TYPE_CHECKING:
     from ..conf import RealtimeSettings
 
 logger = logging.getLogger(__name__)
 
+# What a stop without a drain's deadline (tests, a lifespan without grace) gives deliveries.
+STOP_TIMEOUT_SECONDS = 1.0
+
 
 class Webhooks:
-    """The webhook deliveries of one process; ``state`` answers whether a delayed event still holds."""
+    """The webhooks of one process: outbox, delayed events and (unless an external worker runs
+    them) the worker. ``instance`` names this process in the outbox's leases."""
 
-    def __init__(self, conf: RealtimeSettings, state: State, stats: Stats) -> None:
+    def __init__(
+        self,
+        conf: RealtimeSettings,
+        state: State,
+        stats: Stats,
+        credentials: CredentialsCache,
+        instance: str,
+    ) -> None:
         self.conf = conf
         self.state = state
         self.stats = stats
+        self.store = Store(instance)
+        self.in_process = conf.WEBHOOK_WORKER == "server"
+        self.deliverer = Deliverer(conf, self.store, stats, credentials)
+        self.worker = Worker(conf, self.store, self.deliverer, stats)
+        self.outbox = Outbox(
+            conf,
+            self.store,
+            stats,
+            self.deliverer.submit if self.in_process else None,
+            conf.WEBHOOK_LEASE_SECONDS if self.in_process else None,
+        )
         self._tasks = TaskSet()
+        self._worker: asyncio.Task[None] | None = None
+        self._delayed: dict[asyncio.TimerHandle, tuple[AppCredentials, str, str, dict[str, Any]]] = {}
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start the worker's loop in this process (unless ``WEBHOOK_WORKER`` is ``"external"``)."""
+        if self.in_process and self._worker is None:
+            self._worker = asyncio.ensure_future(self.worker.run())
+
+    @staticmethod
+    def wanted(app: AppCredentials, name: str, channel: str) -> bool:
+        """Whether any of ``app``'s webhooks wants the event ``name`` on ``channel``."""
+        return any(t.wants(name, channel) for t in app.webhooks)
 
     def emit(self, app: AppCredentials, name: str, channel: str, **fields: Any) -> None:
-        """Send the event ``name`` (with ``fields``) to each of the app's webhooks that wants it."""
-        targets = [t for t in app.webhooks if t.wants(name, channel)]
-        if not targets:
-            return
-        event = {"name": name, "channel": channel, **fields}
-        body = json.dumps({"time_ms": int(time.time() * 1000), "events": [event]}).encode()
-        for target in targets:
-            self._spawn(self._deliver(app, target, name, body))
+        """Put the event ``name`` (with ``fields``) into the outbox for each webhook that wants it."""
+        event: dict[str, Any] | None = None
+        for target in app.webhooks:
+            if target.wants(name, channel):
+                if event is None:
+                    event = {"name": name, "channel": channel, **fields}
+                self.outbox.add(app, target, event)
 
     def emit_later(self, app: AppCredentials, name: str, channel: str, **fields: Any) -> None:
-        """``emit`` after ``WEBHOOK_DELAY_SECONDS`` if it still holds (channel_vacated, member_removed)."""
-        if not any(t.wants(name, channel) for t in app.webhooks):
+        """``emit`` after ``WEBHOOK_DELAY_SECONDS`` if the story check agrees then
+        (``channel_vacated``, ``member_removed``)."""
+        if not app.webhooks:
             return
-        self._spawn(self._emit_if_still_true(app, name, channel, fields))
+        loop = asyncio.get_running_loop()
+        entry = (app, name, channel, fields)
+        if self._stopping:
+            self._tasks.spawn(self._emit_if_still_true(*entry))
+            return
+
+        def due() -> None:
+            self._delayed.pop(handle, None)
+            self._tasks.spawn(self._emit_if_still_true(*entry))
+
+        handle = loop.call_later(self.conf.WEBHOOK_DELAY_SECONDS, due)
+        self._delayed[handle] = entry
 
     def pending(self) -> int:
-        """Deliveries queued or in flight."""
-        return len(self._tasks)
+        """Batches not delivered yet that this process holds (uncommitted or held by its worker)."""
+        return self.outbox.pending() + self.deliverer.pending()
 
-    async def stop(self) -> None:
-        """Drop what is still pending (deliveries are in memory only)."""
+    def backlog_age(self) -> float:
+        """Seconds since the oldest undelivered event was made: the outbox's pending rows (as of the
+        worker's last pass) or this process' uncommitted events, whichever is older."""
+        return max(self.worker.backlog_age() if self.in_process else 0.0, self.outbox.oldest_age())
+
+    async def stop(self, deadline: float | None = None) -> None:
+        """Decide the delayed events now, commit everything to the outbox, give deliveries in flight
+        until ``deadline`` (monotonic seconds; default ``STOP_TIMEOUT_SECONDS`` from now), and
+        leave the rest to the next start or another node (leases released)."""
+        self._stopping = True
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        if deadline is None:
+            deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        # A node going away is a disconnect for its sockets: what is still true about them is
+        # decided now rather than lost with the timers.
+        for handle, entry in list(self._delayed.items()):
+            handle.cancel()
+            self._tasks.spawn(self._emit_if_still_true(*entry))
+        self._delayed.clear()
+        try:
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                await self._tasks.wait_idle()
+                await self.outbox.flush()
+        except (TimeoutError, DatabaseError):
+            logger.error("webhook events not committed at stop", extra={"batches": self.outbox.pending()})
         await self._tasks.cancel()
-
-    def _spawn(self, coro: Any) -> None:
-        self._tasks.spawn(coro)
-        self.stats.incr("queue_jobs_added", ("webhooks",))
+        left = await self.deliverer.stop(max(0.0, deadline - time.monotonic()))
+        if left:
+            try:
+                await self.store.release(left)
+            except DatabaseError:
+                logger.warning("webhook leases not released; they run out", extra={"batches": len(left)})
+        await self.store.close()
 
     async def _emit_if_still_true(
         self, app: AppCredentials, name: str, channel: str, fields: dict[str, Any]
     ) -> None:
-        await asyncio.sleep(self.conf.WEBHOOK_DELAY_SECONDS)
-        state = self.state
         try:
-            if name == "channel_vacated" and await state.subscription_count(app.id, channel):
-                return
-            if name == "member_removed" and fields["user_id"] in await state.members(app.id, channel):
-                return
+            if name == "channel_vacated":
+                reported = await self.state.report(app.id, channel, None, False)
+            else:
+                reported = await self.state.report(app.id, channel, fields["user_id"], False)
         except StateUnavailable:
             # Redis is away: when it is back, this node's entries are reaped and the reaper sends
             # the webhooks that are still true then.
             return
-        self.emit(app, name, channel, **fields)
-
-    async def _deliver(self, app: AppCredentials, target: WebhookTarget, name: str, body: bytes) -> None:
-        conf = self.conf
-        stats = self.stats
-        headers = dict(target.headers)
-        headers.update(
-            {
-                "Content-Type": "application/json",
-                "X-Pusher-Key": app.key,
-                "X-Pusher-Signature": webhook_signature(app.secret, body),
-            }
-        )
-        deadline = time.monotonic() + conf.WEBHOOK_RETRY_SECONDS
-        delay = 1.0
-        started = time.perf_counter()
-        while True:
-            attempt_started = time.perf_counter()
-            try:
-                status = await asyncio.to_thread(_post, target, headers, body, conf.WEBHOOK_TIMEOUT)
-            except (OSError, ValueError):
-                status = 0
-            stats.observe("webhook_duration", time.perf_counter() - attempt_started)
-            if 200 <= status < 300:
-                stats.incr("webhooks_sent", (app.id, name))
-                stats.incr("queue_jobs_processed", ("webhooks",))
-                stats.observe("queue_job_duration", time.perf_counter() - started, ("webhooks",))
-                return
-            if time.monotonic() + delay > deadline:
-                stats.incr("webhooks_failed", (app.id, name))
-                stats.incr("queue_jobs_failed", ("webhooks",))
-                logger.warning(
-                    "webhook delivery failed", extra={"app_id": app.id, "event": name, "status": status}
-                )
-                return
-            stats.incr("webhook_retries", (app.id, name))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
-
-
-def _post(target: WebhookTarget, headers: dict[str, str], body: bytes, timeout: float) -> int:
-    # The URL is validated as http(s) by the Webhook model (URLField); never a file: URL.
-    request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (admin-set URL)
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        if reported:
+            self.emit(app, name, channel, **fields)

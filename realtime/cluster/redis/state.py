@@ -18,6 +18,9 @@ Keys (``P`` is ``REDIS_PREFIX``, ``A`` an app id)::
     P:app:A:psock:CHANNEL:USER     hash  socket id -> node id (the user's connections to the channel)
     P:app:A:user:USER              hash  socket id -> node id (signed-in connections)
     P:app:A:cache:CHANNEL          string, expiring: the last event of a cache channel
+    P:app:A:miss:CHANNEL           string, expiring: a cache channel's empty spell was reported
+    P:app:A:reported               hash  CHANNEL, or CHANNEL SEP USER -> 1: the webhook story says
+                                         occupied / member added
     P:node:NODE                    set   index entries of what NODE holds
 """
 
@@ -89,6 +92,19 @@ return 0
 """
 
 
+# KEYS: the reported hash, the hash whose non-emptiness is the live fact (sub:CHANNEL or
+# psock:CHANNEL:USER). ARGV: the story's field, "1" to report present or "0" absent.
+_REPORT = """
+local live = redis.call('EXISTS', KEYS[2]) == 1
+if ARGV[2] == '1' then
+  if not live then return 0 end
+  return redis.call('HSETNX', KEYS[1], ARGV[1], '1')
+end
+if live then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+
+
 class Link(Protocol):
     """What the state needs from the backend: the client, this node's id, and a guarded call."""
 
@@ -121,6 +137,7 @@ class RedisState:
         self._unsubscribe = client.register_script(_UNSUBSCRIBE)
         self._add_member = client.register_script(_ADD_MEMBER)
         self._remove_member = client.register_script(_REMOVE_MEMBER)
+        self._report = client.register_script(_REPORT)
 
     # Keys
 
@@ -274,9 +291,17 @@ class RedisState:
     # Cache channels
 
     async def cache_set(self, app_id: str, channel: str, frame: str, ttl: float) -> None:
-        key = f"{self._app(app_id)}cache:{channel}"
+        app = self._app(app_id)
         milliseconds = max(1, int(ttl * 1000))
-        await self.link.call("cache_set", lambda: self.link.client.set(key, frame, px=milliseconds))
+        client = self.link.client
+
+        async def run() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.set(f"{app}cache:{channel}", frame, px=milliseconds)
+                pipe.delete(f"{app}miss:{channel}")
+                return await pipe.execute()
+
+        await self.link.call("cache_set", run)
 
     async def cache_get(self, app_id: str, channel: str) -> tuple[str, float] | None:
         key = f"{self._app(app_id)}cache:{channel}"
@@ -292,6 +317,23 @@ class RedisState:
         if frame is None or pttl is None or pttl == -2:
             return None
         return frame, (pttl / 1000 if pttl >= 0 else float("inf"))
+
+    # Webhook stories
+
+    async def report(self, app_id: str, channel: str, user_id: str | None, present: bool) -> bool:
+        app = self._app(app_id)
+        if user_id is None:
+            keys, field = [app + "reported", f"{app}sub:{channel}"], channel
+        else:
+            keys, field = [app + "reported", f"{app}psock:{channel}:{user_id}"], channel + SEP + user_id
+        args = [field, "1" if present else "0"]
+        return bool(await self.link.call("report", lambda: self._report(keys, args)))
+
+    async def report_cache_miss(self, app_id: str, channel: str, ttl: float) -> bool:
+        key = f"{self._app(app_id)}miss:{channel}"
+        milliseconds = max(1, int(ttl * 1000))
+        client = self.link.client
+        return bool(await self.link.call("report", lambda: client.set(key, "1", nx=True, px=milliseconds)))
 
     # Dead nodes
 

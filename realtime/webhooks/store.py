@@ -1,0 +1,239 @@
+"""The outbox table (``WebhookDelivery``) as the webhook worker uses it, from one database thread.
+
+Every call runs on the store's own thread, one at a time, so the event loop never waits on the
+database and a process holds one database connection for its webhooks. A row is claimed with a
+lease (``lease_owner`` until ``lease_until``): an ``UPDATE`` whose ``WHERE`` re-checks that the row
+is still due and unleased, so two nodes (or a node and ``realtime_webhooks``) never both take it,
+on SQLite and PostgreSQL alike. A node that dies stops renewing its leases; once they run out, the
+rows are due again for anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import json
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from ..models import WebhookDelivery
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Batch:
+    """One request's worth of events for one app's webhook: a ``WebhookDelivery`` row in memory.
+
+    ``events`` are the event objects in the order they happened; ``body`` is set once the batch is
+    closed, and is exactly what is sent. Times are aware datetimes (UTC).
+    """
+
+    id: uuid.UUID
+    app_id: str
+    webhook_id: int
+    url: str
+    created: dt.datetime
+    retry_until: dt.datetime
+    events: list[dict[str, Any]]
+    body: str = ""
+    attempts: int = 0
+
+    @property
+    def event_names(self) -> list[str]:
+        """The distinct event names of the batch, in order of first appearance."""
+        return list(dict.fromkeys(event["name"] for event in self.events))
+
+
+def _row(batch: Batch, lease_owner: str, lease_until: dt.datetime | None) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=batch.id,
+        app_id=batch.app_id,
+        webhook_id=batch.webhook_id,
+        url=batch.url,
+        event_names=", ".join(batch.event_names)[:200],
+        event_count=len(batch.events),
+        body=batch.body,
+        created=batch.created,
+        next_attempt=batch.created,
+        retry_until=batch.retry_until,
+        lease_owner=lease_owner,
+        lease_until=lease_until,
+    )
+
+
+def _batch(row: WebhookDelivery) -> Batch:
+    return Batch(
+        id=row.id,
+        app_id=row.app_id,
+        webhook_id=row.webhook_id,
+        url=row.url,
+        created=row.created,
+        retry_until=row.retry_until,
+        events=json.loads(row.body)["events"],
+        body=row.body,
+        attempts=row.attempts,
+    )
+
+
+class Store:
+    """The outbox, read and written on one thread of its own. Every method may raise
+    ``django.db.DatabaseError`` (the connection is then dropped, and the next call opens a new one).
+    """
+
+    def __init__(self, owner: str) -> None:
+        # Whose leases this store takes: the node's instance id.
+        self.owner = owner
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="realtime-outbox")
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(_guarded, function, *args))
+
+    async def close(self) -> None:
+        """Close the thread's database connection and stop the thread."""
+        loop = asyncio.get_running_loop()
+        # Looked up on the store's thread: ``connection`` is that thread's own.
+        await loop.run_in_executor(self._executor, _close_connection)
+        self._executor.shutdown(wait=False)
+
+    async def insert(self, batches: list[Batch], lease_seconds: float | None) -> None:
+        """Commit ``batches`` in one transaction, leased to this owner for ``lease_seconds`` (None:
+        unleased, for whichever worker polls first)."""
+        await self._run(self._insert, batches, lease_seconds)
+
+    def _insert(self, batches: list[Batch], lease_seconds: float | None) -> None:
+        until = None if lease_seconds is None else timezone.now() + dt.timedelta(seconds=lease_seconds)
+        owner = self.owner if until is not None else ""
+        # Idempotent: a commit whose acknowledgement was lost is simply tried again.
+        rows = [_row(batch, owner, until) for batch in batches]
+        WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
+
+    async def claim(self, lease_seconds: float, limit: int) -> list[Batch]:
+        """Lease up to ``limit`` due rows (pending, next attempt passed, no live lease), oldest first."""
+        return await self._run(self._claim, lease_seconds, limit)
+
+    def _claim(self, lease_seconds: float, limit: int) -> list[Batch]:
+        now = timezone.now()
+        free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+        due = WebhookDelivery.objects.filter(free, status=WebhookDelivery.PENDING, next_attempt__lte=now)
+        ids = list(due.order_by("created").values_list("id", flat=True)[:limit])
+        if not ids:
+            return []
+        # The lease's end doubles as this claim's token: only rows this UPDATE took carry it.
+        until = now + dt.timedelta(seconds=lease_seconds, microseconds=uuid.uuid4().int % 1000)
+        due.filter(id__in=ids).update(lease_owner=self.owner, lease_until=until)
+        taken = WebhookDelivery.objects.filter(id__in=ids, lease_owner=self.owner, lease_until=until)
+        return [_batch(row) for row in taken.order_by("created")]
+
+    async def renew(self, ids: list[uuid.UUID], lease_seconds: float) -> None:
+        """Extend this owner's leases on ``ids`` to ``lease_seconds`` from now."""
+        await self._run(self._renew, ids, lease_seconds)
+
+    def _renew(self, ids: list[uuid.UUID], lease_seconds: float) -> None:
+        until = timezone.now() + dt.timedelta(seconds=lease_seconds)
+        WebhookDelivery.objects.filter(
+            id__in=ids, lease_owner=self.owner, status=WebhookDelivery.PENDING
+        ).update(lease_until=until)
+
+    async def release(self, ids: list[uuid.UUID]) -> None:
+        """Give up this owner's leases on ``ids``: due again for anyone at once (a drain)."""
+        await self._run(self._release, ids)
+
+    def _release(self, ids: list[uuid.UUID]) -> None:
+        WebhookDelivery.objects.filter(id__in=ids, lease_owner=self.owner).update(
+            lease_owner="", lease_until=None
+        )
+
+    async def attempted(
+        self,
+        batch: Batch,
+        status: str,
+        http_status: int | None,
+        error: str,
+        next_attempt: dt.datetime | None = None,
+    ) -> None:
+        """Record an attempt's outcome: ``status`` is ``delivered``, ``failed`` (for good) or
+        ``pending`` (retried at ``next_attempt``)."""
+        await self._run(self._attempted, batch, status, http_status, error, next_attempt)
+
+    def _attempted(
+        self,
+        batch: Batch,
+        status: str,
+        http_status: int | None,
+        error: str,
+        next_attempt: dt.datetime | None,
+    ) -> None:
+        now = timezone.now()
+        fields: dict[str, Any] = {
+            "status": status,
+            "attempts": batch.attempts,
+            "last_status": http_status,
+            "last_error": error[:300],
+        }
+        if status == WebhookDelivery.DELIVERED:
+            fields.update(delivered=now, lease_owner="", lease_until=None)
+        elif status == WebhookDelivery.FAILED:
+            fields.update(lease_owner="", lease_until=None)
+        else:
+            fields["next_attempt"] = next_attempt or now
+        WebhookDelivery.objects.filter(id=batch.id).update(**fields)
+
+    async def oldest_pending(self) -> dt.datetime | None:
+        """When the oldest pending row (any node's) was created, or None."""
+        return await self._run(_oldest_pending)
+
+    async def prune(self, days: float) -> int:
+        """Delete delivered and failed rows created more than ``days`` ago; return how many."""
+        return await self._run(prune, days)
+
+
+def _close_connection() -> None:
+    connection.close()
+
+
+def _guarded(function: Callable[..., T], *args: Any) -> T:
+    try:
+        with transaction.atomic():
+            return function(*args)
+    except DatabaseError:
+        # A broken connection (a restarted PostgreSQL) must not poison every later call.
+        connection.close()
+        raise
+
+
+def _oldest_pending() -> dt.datetime | None:
+    return WebhookDelivery.objects.filter(status=WebhookDelivery.PENDING).aggregate(oldest=Min("created"))[
+        "oldest"
+    ]
+
+
+def prune(days: float) -> int:
+    """Delete delivered and failed deliveries created more than ``days`` ago; return how many."""
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    done = (WebhookDelivery.DELIVERED, WebhookDelivery.FAILED)
+    deleted, _ = WebhookDelivery.objects.filter(status__in=done, created__lt=cutoff).delete()
+    return deleted
+
+
+def redeliver(deliveries: Any, retry_seconds: float) -> int:
+    """Make the failed ones of ``deliveries`` (a ``WebhookDelivery`` queryset) pending again, due now,
+    with a fresh retry window of ``retry_seconds``; return how many."""
+    now = timezone.now()
+    return deliveries.filter(status=WebhookDelivery.FAILED).update(
+        status=WebhookDelivery.PENDING,
+        next_attempt=now,
+        retry_until=now + dt.timedelta(seconds=retry_seconds),
+        lease_owner="",
+        lease_until=None,
+        last_error="",
+    )
