@@ -177,6 +177,11 @@ FAMILIES: tuple[Family, ...] = (
     ),
     # Background queue (webhook deliveries)
     _gauge("queue_active_jobs", ("queue",), "Jobs queued or in flight now."),
+    _gauge(
+        "queue_oldest_job_age_seconds",
+        ("queue",),
+        "Age of the oldest job not done yet (webhooks: the oldest pending delivery, cluster-wide).",
+    ),
     _counter("queue_jobs_added_total", ("queue",), "Jobs queued.", "queue_jobs_added"),
     _counter(
         "queue_jobs_processed_total", ("queue",), "Jobs completed successfully.", "queue_jobs_processed"

@@ -68,6 +68,7 @@ class LiveState:
                 self.members[(app_id,)] += len(users)
         self.channel_cache_bytes = _channel_cache_bytes(runtime.state)
         self.queued_webhooks = float(runtime.webhooks.pending())
+        self.webhook_backlog_age = runtime.webhooks.backlog_age()
         self.credentials_cache_bytes = _credentials_cache_bytes(runtime.credentials)
 
 
@@ -123,6 +124,8 @@ def _live_values(family: Family, live: LiveState) -> Series:
         return {k: float(v) for k, v in live.members.items()}
     if name == "queue_active_jobs":
         return {("webhooks",): live.queued_webhooks}
+    if name == "queue_oldest_job_age_seconds":
+        return {("webhooks",): live.webhook_backlog_age}
     if name == "cache_memory_usage_bytes":
         return {("channel",): live.channel_cache_bytes, ("credentials",): live.credentials_cache_bytes}
     if name == "build_info":

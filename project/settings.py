@@ -152,6 +152,11 @@ DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL") or 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.sqlite3"
+    # WAL: the webhook outbox's writes never block readers (the admin, credentials lookups); a
+    # writer waits up to 20 s for another process' write instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"init_command": "PRAGMA journal_mode=WAL", "timeout": 20}
+    )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 
@@ -263,6 +268,14 @@ REALTIME: dict[str, Any] = given(
         "TRUSTED_PROXIES": _list(env_str("TRUSTED_PROXIES")),
         "WEBHOOK_DELAY_SECONDS": env_float("WEBHOOK_DELAY_SECONDS"),
         "WEBHOOK_RETRY_SECONDS": env_float("WEBHOOK_RETRY_SECONDS"),
+        "WEBHOOK_TIMEOUT": env_float("WEBHOOK_TIMEOUT"),
+        "WEBHOOK_BATCH_SECONDS": env_float("WEBHOOK_BATCH_SECONDS"),
+        "WEBHOOK_BATCH_SIZE": env_int("WEBHOOK_BATCH_SIZE", minimum=1),
+        "WEBHOOK_CONCURRENCY_PER_URL": env_int("WEBHOOK_CONCURRENCY_PER_URL", minimum=1),
+        "WEBHOOK_WORKER": env_str("WEBHOOK_WORKER"),
+        "WEBHOOK_LEASE_SECONDS": env_float("WEBHOOK_LEASE_SECONDS"),
+        "WEBHOOK_POLL_SECONDS": env_float("WEBHOOK_POLL_SECONDS"),
+        "WEBHOOK_LOG_DAYS": env_float("WEBHOOK_LOG_DAYS"),
         "DEFAULT_APP": _default_app(),
     }
 )

@@ -28,7 +28,8 @@ def _is_network(value: object) -> bool:
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Check ``settings.REALTIME``: realtime.E001 (not a dict), E002 (unknown key), E003 and E004
     (state backend, REDIS_URL), E005 (timeouts not a positive whole number of seconds), E008
-    (several workers without Redis), E009 (TRUSTED_PROXIES not addresses or CIDRs) and W002
+    (several workers without Redis), E009 (TRUSTED_PROXIES not addresses or CIDRs), E010
+    (WEBHOOK_WORKER neither "server" nor "external") and W002
     (daphne not installed). Returns the problems found.
     """
     problems: list[Any] = []
@@ -89,6 +90,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 f"REALTIME['TRUSTED_PROXIES'] has entries that are not addresses or CIDRs: {bad!r}.",
                 hint="Give a list of addresses or networks, e.g. ['10.0.0.0/8', '127.0.0.1'].",
                 id="realtime.E009",
+            )
+        )
+    worker = user.get("WEBHOOK_WORKER", _DEFAULTS.WEBHOOK_WORKER)
+    if worker not in ("server", "external"):
+        problems.append(
+            Error(
+                f"REALTIME['WEBHOOK_WORKER'] is {worker!r}.",
+                hint='"server" (servers deliver webhooks) or "external" (manage.py realtime_webhooks does).',
+                id="realtime.E010",
             )
         )
     if "daphne" not in settings.INSTALLED_APPS:

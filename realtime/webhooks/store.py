@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.db.models import Min, Q
 from django.utils import timezone
 
@@ -202,9 +202,10 @@ def _close_connection() -> None:
 
 
 def _guarded(function: Callable[..., T], *args: Any) -> T:
+    # No transaction around the calls: each statement stands alone (a claim's UPDATE re-checks its
+    # own WHERE), and SQLite cannot wait for a lock that a read transaction would have to upgrade.
     try:
-        with transaction.atomic():
-            return function(*args)
+        return function(*args)
     except DatabaseError:
         # A broken connection (a restarted PostgreSQL) must not poison every later call.
         connection.close()

@@ -104,3 +104,13 @@ def test_e009_trusted_proxies_must_be_networks() -> None:
         problems = check_settings()
     assert ids(problems) == ["realtime.E009"]
     assert "proxy.example" in problems[0].msg and "300.1.1.1" in problems[0].msg
+
+
+def test_e010_webhook_worker_is_server_or_external() -> None:
+    for worker in ("server", "external"):
+        with override_settings(REALTIME=realtime(WEBHOOK_WORKER=worker)):
+            assert ids(check_settings()) == []
+    with override_settings(REALTIME=realtime(WEBHOOK_WORKER="celery")):
+        problems = check_settings()
+    assert ids(problems) == ["realtime.E010"]
+    assert "celery" in problems[0].msg
