@@ -1,15 +1,40 @@
-"""Apps and webhooks in the Django admin. A secret is shown once, when made, and masked afterwards."""
+"""Apps, webhooks and the webhook delivery log in the Django admin.
+
+A secret is shown once, when made, and masked afterwards. The delivery log is read-only: rows are
+viewed, deleted, or (failed ones) redelivered, never edited.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
 from django.db import models
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 
-from .models import LIMIT_FIELDS, App, Webhook
+from .conf import get_settings
+from .models import LIMIT_FIELDS, App, Webhook, WebhookDelivery
+from .webhooks import store
+
+
+def _count_deliveries(status: str) -> Coalesce:
+    """An ``annotate`` expression for apps: how many of the app's deliveries have ``status``."""
+    counted = (
+        WebhookDelivery.objects.filter(app=OuterRef("pk"), status=status)
+        .order_by()
+        .values("app")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted), 0)
 
 
 class WebhookInline(admin.TabularInline):
@@ -38,6 +63,7 @@ class AppAdmin(admin.ModelAdmin):
         "enable_user_authentication",
         "enable_subscription_count",
         "max_connections",
+        "deliveries_link",
     )
     list_filter = (
         "enabled",
@@ -47,11 +73,11 @@ class AppAdmin(admin.ModelAdmin):
         "enable_watchlist_events",
     )
     search_fields = ("id", "key", "name")
-    readonly_fields = ("masked_secret", "created", "updated")
+    readonly_fields = ("masked_secret", "delivery_summary", "created", "updated")
     actions = ("regenerate_secret",)
     inlines = (WebhookInline,)
     fieldsets = (
-        (None, {"fields": ("name", "id", "key", "masked_secret", "enabled")}),
+        (None, {"fields": ("name", "id", "key", "masked_secret", "enabled", "delivery_summary")}),
         (
             "Features",
             {
@@ -80,6 +106,45 @@ class AppAdmin(admin.ModelAdmin):
             return "generated when saved, shown once"
         return f"{'•' * 12}{app.secret[-4:]}"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[App]:
+        """The apps, each annotated with ``pending_deliveries`` and ``failed_deliveries`` (ints)."""
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                pending_deliveries=_count_deliveries(WebhookDelivery.PENDING),
+                failed_deliveries=_count_deliveries(WebhookDelivery.FAILED),
+            )
+        )
+
+    def _deliveries_url(self, app: App, **filters: str) -> str:
+        changelist = reverse("admin:realtime_webhookdelivery_changelist", current_app=self.admin_site.name)
+        return f"{changelist}?{urlencode({'app__id__exact': app.pk, **filters})}"
+
+    @admin.display(description="webhook deliveries")
+    def deliveries_link(self, app: App) -> SafeString:
+        """A link to the app's delivery log, saying how many deliveries failed or are pending, if any."""
+        counts = [
+            f"{count} {label}"
+            for count, label in ((app.failed_deliveries, "failed"), (app.pending_deliveries, "pending"))
+            if count
+        ]
+        return format_html('<a href="{}">{}</a>', self._deliveries_url(app), ", ".join(counts) or "log")
+
+    @admin.display(description="webhook deliveries")
+    def delivery_summary(self, app: App) -> str:
+        """How many of the app's deliveries are pending and failed, with links to the log (all of it,
+        and the failed ones); a note while the app is not saved yet."""
+        if app._state.adding:
+            return "none yet"
+        return format_html(
+            '{} pending, <a href="{}">{} failed</a> — <a href="{}">the delivery log</a>',
+            app.pending_deliveries,
+            self._deliveries_url(app, status__exact=WebhookDelivery.FAILED),
+            app.failed_deliveries,
+            self._deliveries_url(app),
+        )
+
     def get_readonly_fields(self, request: HttpRequest, obj: App | None = None) -> Any:
         """``readonly_fields``, plus ``id`` when ``obj`` is an existing app."""
         # The id is the app's identity in every client and signature: fixed once created.
@@ -104,3 +169,94 @@ class AppAdmin(admin.ModelAdmin):
             messages.warning(
                 request, f"New secret for app {app.id}: {secret} — copy it now, it is not shown again."
             )
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """The webhook delivery log, per app: view, search, delete, and redeliver failed deliveries.
+
+    Never editable or added by hand (the worker writes it). Shown are the request's body (events,
+    no secret) and its outcome, never what signs or authorises it: the app's secret, the signature
+    and the webhook's extra headers (which may carry credentials).
+    """
+
+    list_display = (
+        "created",
+        "app",
+        "event_names",
+        "url",
+        "status",
+        "attempts",
+        "last_result",
+        "delivered",
+    )
+    list_filter = ("status", "app", "created")
+    list_select_related = ("app",)
+    search_fields = ("event_names", "url", "id")
+    date_hierarchy = "created"
+    actions = ("redeliver",)
+    fieldsets = (
+        (
+            None,
+            {"fields": ("id", "app", "url", "status", "event_names", "event_count", "created", "delivered")},
+        ),
+        (
+            "Attempts",
+            {
+                "fields": (
+                    "attempts",
+                    "last_status",
+                    "last_error",
+                    "next_attempt",
+                    "retry_until",
+                    "lease_owner",
+                    "lease_until",
+                )
+            },
+        ),
+        ("Body", {"fields": ("pretty_body",)}),
+    )
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
+
+    @admin.display(description="last result")
+    def last_result(self, delivery: WebhookDelivery) -> str | None:
+        """The last attempt's error (which names a non-2xx status), else its HTTP status; None
+        (shown as "-") before any attempt."""
+        if delivery.last_error:
+            return delivery.last_error
+        return f"HTTP {delivery.last_status}" if delivery.last_status is not None else None
+
+    @admin.display(description="body")
+    def pretty_body(self, delivery: WebhookDelivery) -> str:
+        """The JSON body as sent (``{"time_ms", "events"}``), indented, in a ``<pre>``."""
+        return format_html(
+            "<pre>{}</pre>", json.dumps(json.loads(delivery.body), indent=2, ensure_ascii=False)
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """False: deliveries are made by the webhook outbox only."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WebhookDelivery | None = None) -> bool:
+        """False: the log records what was sent; its rows are not edited (redelivery is an action)."""
+        return False
+
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        """Whether the user holds the model's change permission ("Can change webhook delivery"),
+        which here means: may redeliver (``has_change_permission`` is False for the form only)."""
+        return request.user.has_perm(f"{self.opts.app_label}.{get_permission_codename('change', self.opts)}")
+
+    @admin.action(description="Redeliver the selected failed deliveries", permissions=("redeliver",))
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        """Admin action: make the failed ones of ``queryset`` pending again, due now, with a fresh
+        ``WEBHOOK_RETRY_SECONDS`` to succeed; the others are left as they are."""
+        selected = queryset.count()
+        count = store.redeliver(queryset, get_settings().WEBHOOK_RETRY_SECONDS)
+        noun = "delivery" if count == 1 else "deliveries"
+        skipped = selected - count
+        note = f"; {skipped} selected not failed, left as they are" if skipped else ""
+        messages.add_message(
+            request,
+            messages.SUCCESS if count else messages.WARNING,
+            f"{count} failed {noun} queued for redelivery (only failed deliveries are redelivered{note}).",
+        )

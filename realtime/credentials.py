@@ -11,7 +11,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,9 @@ class CredentialsCache:
         loading = self._loading[(field, value)] = asyncio.get_running_loop().create_future()
         generation = self._generation
         try:
-            app = await sync_to_async(_load, thread_sensitive=True)(field, value)
+            # Closes stale connections around the load: a restarted PostgreSQL must not break
+            # every later lookup of this thread.
+            app = await database_sync_to_async(_load)(field, value)
         except BaseException as exc:
             loading.set_exception(exc)
             loading.exception()  # retrieved here, so an unawaited failure is not reported twice

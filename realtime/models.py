@@ -190,7 +190,10 @@ class WebhookDelivery(models.Model):
 
     id = models.UUIDField(primary_key=True)
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="deliveries")
-    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    # The log outlives a deleted webhook; its pending deliveries are then recorded as failed.
+    webhook = models.ForeignKey(
+        Webhook, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries"
+    )
     url = models.CharField(max_length=500)
     event_names = models.CharField(max_length=200, help_text="The events in the body, in order, once each.")
     event_count = models.PositiveIntegerField()

@@ -24,7 +24,8 @@ _DECLARED = frozenset(
 
 @transaction.atomic
 def sync_app(config: dict[str, Any]) -> App:
-    """Create or update the app ``config["id"]`` with the given fields; webhooks are replaced.
+    """Create or update the app ``config["id"]`` with the given fields; its webhooks become exactly
+    the given ones (kept rows matched by URL, so their deliveries stay).
 
     ``config`` maps App field names to values, plus ``"webhooks"``: a list of
     ``{"url", "event_types", "headers", "filter": {"channel_name_starts_with", ...}}``. An empty
@@ -43,18 +44,23 @@ def sync_app(config: dict[str, Any]) -> App:
     app.full_clean()
     app.save()
     if "webhooks" in config:
-        app.webhooks.all().delete()
+        # Updated in place, matched by URL: a webhook's row carries its deliveries (pending ones
+        # and the log), which a restart with the same DEFAULT_APP_WEBHOOKS must keep.
+        existing = list(app.webhooks.order_by("pk"))
         for hook in config["webhooks"] or []:
-            webhook = Webhook(
-                app=app,
-                url=hook["url"],
-                event_types=hook.get("event_types", []),
-                headers=hook.get("headers", {}),
-                filter_prefix=(hook.get("filter") or {}).get("channel_name_starts_with", ""),
-                filter_suffix=(hook.get("filter") or {}).get("channel_name_ends_with", ""),
-            )
+            webhook = next((w for w in existing if w.url == hook["url"]), None)
+            if webhook is None:
+                webhook = Webhook(app=app, url=hook["url"])
+            else:
+                existing.remove(webhook)
+            webhook.event_types = hook.get("event_types", [])
+            webhook.headers = hook.get("headers", {})
+            webhook.filter_prefix = (hook.get("filter") or {}).get("channel_name_starts_with", "")
+            webhook.filter_suffix = (hook.get("filter") or {}).get("channel_name_ends_with", "")
             webhook.full_clean()
             webhook.save()
+        for webhook in existing:
+            webhook.delete()
     return app
 
 

@@ -138,9 +138,14 @@ class Deliverer:
             target = None
             if app is not None:
                 target = next((t for t in app.webhooks if t.id == batch.webhook_id), None)
-            if app is None or target is None:
+            if app is None:
                 return  # deleted meanwhile: its rows went with it
+            if target is None:
+                await self.store.attempted(batch, WebhookDelivery.FAILED, None, "the webhook was deleted")
+                stats.incr("queue_jobs_failed", ("webhooks",))
+                return
             batch.attempts += 1
+            batch.url = target.url
             http_status, error = await self._post(app, target, batch)
             now = timezone.now()
             if http_status is not None and 200 <= http_status < 300:

@@ -39,7 +39,7 @@ class Batch:
 
     id: uuid.UUID
     app_id: str
-    webhook_id: int
+    webhook_id: int | None
     url: str
     created: dt.datetime
     retry_until: dt.datetime
@@ -175,6 +175,8 @@ class Store:
     ) -> None:
         now = timezone.now()
         fields: dict[str, Any] = {
+            # The webhook's URL may have been changed in the admin since the batch was made.
+            "url": batch.url,
             "status": status,
             "attempts": batch.attempts,
             "last_status": http_status,
@@ -237,4 +239,6 @@ def redeliver(deliveries: Any, retry_seconds: float) -> int:
         lease_owner="",
         lease_until=None,
         last_error="",
+        # The backoff starts over: a redelivery gets its full retry window of attempts.
+        attempts=0,
     )

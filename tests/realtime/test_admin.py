@@ -1,14 +1,22 @@
-"""The admin for apps and webhooks: add, edit, regenerate the secret, webhooks inline; secrets stay masked."""
+"""The admin for apps and webhooks: add, edit, regenerate the secret, webhooks inline; secrets stay masked.
+The webhook delivery log: read-only, filtered, searched, failed deliveries redelivered, linked from apps.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import uuid
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.test import Client
+from django.utils import timezone
 
-from realtime.models import App, Webhook
+from realtime.conf import get_settings
+from realtime.models import App, Webhook, WebhookDelivery
+from realtime.protocol.signatures import webhook_signature
 
 pytestmark = pytest.mark.django_db
 
@@ -276,3 +284,268 @@ def test_anonymous_users_are_sent_to_login(client: Client) -> None:
     response = client.get(LIST_URL)
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+DELIVERIES_URL = "/admin/realtime/webhookdelivery/"
+HEADER_SECRET = "Bearer s3cret-header-value"
+
+
+def delivery_url(delivery: WebhookDelivery, view: str = "change") -> str:
+    return f"{DELIVERIES_URL}{delivery.pk}/{view}/"
+
+
+def hooked_app(app_id: str, name: str = "") -> tuple[App, Webhook]:
+    """An app with one webhook whose extra header carries a credential."""
+    app = App.objects.create(id=app_id, key=f"key-{app_id}", name=name or f"app {app_id}")
+    hook = Webhook.objects.create(
+        app=app,
+        url=f"https://hooks.example/{app_id}",
+        event_types=["channel_occupied", "member_added"],
+        headers={"Authorization": HEADER_SECRET},
+    )
+    return app, hook
+
+
+def make_delivery(hook: Webhook, status: str = WebhookDelivery.DELIVERED, **fields: Any) -> WebhookDelivery:
+    """A delivery row of ``hook``'s app as the outbox writes it (an occupied and a member_added event)."""
+    now = timezone.now()
+    events = [
+        {"name": "channel_occupied", "channel": "presence-orders"},
+        {"name": "member_added", "channel": "presence-orders", "user_id": "u-77"},
+    ]
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "app": hook.app,
+        "webhook": hook,
+        "url": hook.url,
+        "event_names": "channel_occupied, member_added",
+        "event_count": len(events),
+        "body": json.dumps({"time_ms": int(now.timestamp() * 1000), "events": events}, separators=(",", ":")),
+        "status": status,
+        "attempts": 1,
+        "last_status": 200 if status == WebhookDelivery.DELIVERED else None,
+        "created": now,
+        "next_attempt": now,
+        "retry_until": now + dt.timedelta(seconds=300),
+        "delivered": now if status == WebhookDelivery.DELIVERED else None,
+    }
+    values.update(fields)
+    return WebhookDelivery.objects.create(**values)
+
+
+def failed(hook: Webhook, **fields: Any) -> WebhookDelivery:
+    """A delivery given up on: five attempts answered 500, its retry window over."""
+    past = timezone.now() - dt.timedelta(hours=1)
+    values = {"attempts": 5, "last_status": 500, "last_error": "HTTP 500", "retry_until": past, **fields}
+    return make_delivery(hook, WebhookDelivery.FAILED, **values)
+
+
+def listed(response: Any) -> set[uuid.UUID]:
+    return {row.pk for row in response.context["cl"].result_list}
+
+
+def staff_client(*codenames: str) -> Client:
+    """A client logged in as a staff user (not a superuser) with just the permissions ``codenames``."""
+    user = User.objects.create_user("staff", password="staff-password-0123", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="realtime", codename__in=codenames)
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_delivery_log_lists_deliveries_and_shows_one(admin_client: Client) -> None:
+    _, hook = hooked_app("31", name="log-shop")
+    ok = make_delivery(hook)
+    bad = failed(hook, event_names="member_removed", url="https://other.example/hook")
+    response = admin_client.get(DELIVERIES_URL)
+    assert response.status_code == 200
+    assert listed(response) == {ok.pk, bad.pk}
+    html = response.content.decode()
+    for text in (
+        "log-shop",
+        "channel_occupied, member_added",
+        "member_removed",
+        "https://other.example/hook",
+    ):
+        assert text in html, text
+    assert "HTTP 500" in html and "failed" in html and "delivered" in html
+
+    page = admin_client.get(delivery_url(bad))
+    assert page.status_code == 200
+    detail = page.content.decode()
+    assert str(bad.pk) in detail and "HTTP 500" in detail
+    # The body, indented: one key per line.
+    assert "<pre>{\n  &quot;time_ms&quot;: " in detail
+    assert "&quot;user_id&quot;: &quot;u-77&quot;" in detail
+
+
+def test_no_secret_on_the_delivery_pages(admin_client: Client) -> None:
+    app, hook = hooked_app("32")
+    delivery = failed(hook)
+    signature = webhook_signature(app.secret, delivery.body.encode())
+    for url in (
+        DELIVERIES_URL,
+        DELIVERIES_URL + "?q=channel_occupied",
+        delivery_url(delivery),
+        delivery_url(delivery, "history"),
+        delivery_url(delivery, "delete"),
+    ):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        for secret in (app.secret, HEADER_SECRET, "s3cret", signature):
+            assert secret not in html, (url, secret)
+
+
+def test_filter_the_log_by_status_and_app(admin_client: Client) -> None:
+    _, first = hooked_app("33")
+    _, second = hooked_app("34")
+    ok = make_delivery(first)
+    bad = failed(first)
+    pending = make_delivery(first, WebhookDelivery.PENDING, event_names="member_added")
+    other = failed(second)
+    assert listed(admin_client.get(DELIVERIES_URL + "?status__exact=failed")) == {bad.pk, other.pk}
+    assert listed(admin_client.get(DELIVERIES_URL + "?status__exact=pending")) == {pending.pk}
+    assert listed(admin_client.get(DELIVERIES_URL + "?app__id__exact=34")) == {other.pk}
+    both = admin_client.get(DELIVERIES_URL + "?app__id__exact=33&status__exact=failed")
+    assert listed(both) == {bad.pk}
+    # The date filter and hierarchy (today's rows).
+    today = timezone.localdate()
+    by_day = f"?created__year={today.year}&created__month={today.month}&created__day={today.day}"
+    assert listed(admin_client.get(DELIVERIES_URL + by_day)) == {ok.pk, bad.pk, pending.pk, other.pk}
+    # Search: by event name, by URL, by the delivery id (as sent in X-Realtime-Delivery-Id).
+    assert listed(admin_client.get(DELIVERIES_URL + "?q=member_added")) == {
+        ok.pk,
+        bad.pk,
+        pending.pk,
+        other.pk,
+    }
+    assert listed(admin_client.get(DELIVERIES_URL + "?q=hooks.example/34")) == {other.pk}
+    assert listed(admin_client.get(DELIVERIES_URL + f"?q={bad.pk}")) == {bad.pk}
+
+
+def test_deliveries_cannot_be_added_or_changed_but_can_be_deleted(admin_client: Client) -> None:
+    _, hook = hooked_app("35")
+    delivery = failed(hook)
+    listing = admin_client.get(DELIVERIES_URL).content.decode()
+    assert f'href="{DELIVERIES_URL}add/"' not in listing
+    assert admin_client.get(DELIVERIES_URL + "add/").status_code == 403
+    page = admin_client.get(delivery_url(delivery)).content.decode()
+    assert 'name="status"' not in page and 'name="_save"' not in page
+    assert admin_client.post(delivery_url(delivery), {"status": "delivered"}).status_code == 403
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.FAILED
+    response = admin_client.post(delivery_url(delivery, "delete"), {"post": "yes"})
+    assert response.status_code == 302
+    assert not WebhookDelivery.objects.filter(pk=delivery.pk).exists()
+
+
+def test_redeliver_failed_deliveries(admin_client: Client) -> None:
+    _, hook = hooked_app("36")
+    bad = failed(hook)
+    ok = make_delivery(hook)
+    pending = make_delivery(
+        hook, WebhookDelivery.PENDING, next_attempt=timezone.now() + dt.timedelta(minutes=1)
+    )
+    untouched = {row.pk: WebhookDelivery.objects.values().get(pk=row.pk) for row in (ok, pending)}
+    listing = admin_client.get(DELIVERIES_URL).content.decode()
+    assert '<option value="redeliver">Redeliver the selected failed deliveries</option>' in listing
+
+    before = timezone.now()
+    response = admin_client.post(
+        DELIVERIES_URL,
+        {"action": "redeliver", "_selected_action": [str(bad.pk), str(ok.pk), str(pending.pk)]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert messages_of(response) == [
+        "1 failed delivery queued for redelivery "
+        "(only failed deliveries are redelivered; 2 selected not failed, left as they are)."
+    ]
+    bad.refresh_from_db()
+    retry = dt.timedelta(seconds=get_settings().WEBHOOK_RETRY_SECONDS)
+    assert bad.status == WebhookDelivery.PENDING
+    assert before <= bad.next_attempt <= timezone.now()
+    assert before + retry <= bad.retry_until <= timezone.now() + retry
+    assert (bad.last_error, bad.lease_owner, bad.lease_until) == ("", "", None)
+    for pk, values in untouched.items():
+        assert WebhookDelivery.objects.values().get(pk=pk) == values
+
+
+def test_redelivering_nothing_failed_says_so(admin_client: Client) -> None:
+    _, hook = hooked_app("37")
+    ok = make_delivery(hook)
+    response = admin_client.post(
+        DELIVERIES_URL, {"action": "redeliver", "_selected_action": [str(ok.pk)]}, follow=True
+    )
+    assert messages_of(response) == [
+        "0 failed deliveries queued for redelivery "
+        "(only failed deliveries are redelivered; 1 selected not failed, left as they are)."
+    ]
+    ok.refresh_from_db()
+    assert ok.status == WebhookDelivery.DELIVERED
+
+
+def test_viewers_see_the_log_but_cannot_redeliver() -> None:
+    _, hook = hooked_app("38")
+    bad = failed(hook)
+    client = staff_client("view_webhookdelivery")
+    response = client.get(DELIVERIES_URL)
+    assert response.status_code == 200 and listed(response) == {bad.pk}
+    assert 'value="redeliver"' not in response.content.decode()
+    assert client.get(delivery_url(bad)).status_code == 200
+    client.post(DELIVERIES_URL, {"action": "redeliver", "_selected_action": [str(bad.pk)]})
+    bad.refresh_from_db()
+    assert bad.status == WebhookDelivery.FAILED
+    assert client.post(delivery_url(bad, "delete"), {"post": "yes"}).status_code == 403
+
+
+def test_the_change_permission_allows_redelivery_not_editing() -> None:
+    _, hook = hooked_app("39")
+    bad = failed(hook)
+    client = staff_client("change_webhookdelivery")
+    assert 'value="redeliver"' in client.get(DELIVERIES_URL).content.decode()
+    assert client.post(delivery_url(bad), {"status": "delivered"}).status_code == 403
+    client.post(DELIVERIES_URL, {"action": "redeliver", "_selected_action": [str(bad.pk)]})
+    bad.refresh_from_db()
+    assert bad.status == WebhookDelivery.PENDING
+
+
+def test_the_app_pages_link_to_the_apps_deliveries(admin_client: Client) -> None:
+    app, hook = hooked_app("41", name="linked")
+    for _ in range(3):
+        make_delivery(hook)
+    pending = [make_delivery(hook, WebhookDelivery.PENDING) for _ in range(2)]
+    bad = failed(hook)
+    _, other_hook = hooked_app("42", name="other")
+    failed(other_hook)
+    App.objects.create(id="43", key="k43", name="quiet")
+
+    page = admin_client.get(change_url(app)).content.decode()
+    log = f"{DELIVERIES_URL}?app__id__exact=41"
+    assert f'2 pending, <a href="{log}&amp;status__exact=failed">1 failed</a>' in page
+    assert f'<a href="{log}">the delivery log</a>' in page
+    assert app.secret not in page
+
+    listing = admin_client.get(LIST_URL).content.decode()
+    assert f'<a href="{log}">1 failed, 2 pending</a>' in listing
+    assert f'<a href="{DELIVERIES_URL}?app__id__exact=42">1 failed</a>' in listing
+    assert f'<a href="{DELIVERIES_URL}?app__id__exact=43">log</a>' in listing
+
+    followed = admin_client.get(log)
+    assert len(listed(followed)) == 6 and {p.pk for p in pending} | {bad.pk} <= listed(followed)
+    assert listed(admin_client.get(f"{log}&status__exact=failed")) == {bad.pk}
+    assert "none yet" in admin_client.get(ADD_URL).content.decode()
+
+
+def test_deleting_an_app_deletes_its_deliveries(admin_client: Client) -> None:
+    app, hook = hooked_app("44")
+    failed(hook)
+    response = admin_client.post(
+        LIST_URL, {"action": "delete_selected", "_selected_action": ["44"], "post": "yes"}
+    )
+    assert response.status_code == 302
+    assert not App.objects.filter(pk=app.pk).exists()
+    assert not WebhookDelivery.objects.exists()

@@ -1,4 +1,5 @@
-"""The admin in a real browser: Debian's headless chromium logs in to a running server and lists the apps.
+"""The admin in a real browser: Debian's headless chromium logs in to a running server, lists the apps,
+and redelivers a failed webhook delivery from the delivery log.
 
 Driven through the DevTools protocol over a WebSocket (no selenium): log in through the form,
 open the app list, read the DOM and take a screenshot.
@@ -15,13 +16,17 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
+
+from tests.pusher_client import PusherSocket
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PASSWORD = "browser-test-password-0123"
@@ -67,6 +72,19 @@ class Page:
         result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         assert "exceptionDetails" not in result, result
         return result["result"].get("value")
+
+    async def follow(self, expression: str) -> None:
+        """Evaluate ``expression`` (a click, a submit) and wait for the page it leads to."""
+        self.events.clear()
+        await self.evaluate(expression)
+        await self.wait_event("Page.loadEventFired")
+
+    async def screenshot(self, path: Path) -> bytes:
+        shot = await self.call("Page.captureScreenshot", format="png")
+        png = base64.b64decode(shot["data"])
+        assert png.startswith(b"\x89PNG")
+        path.write_bytes(png)
+        return png
 
 
 async def _chromium(tmp_path: Path) -> AsyncIterator[Page]:
@@ -125,9 +143,8 @@ async def page(tmp_path: Path) -> AsyncIterator[Page]:
         yield page
 
 
-@needs_chromium
-async def test_log_in_and_see_the_app_list(start_server, page: Page, tmp_path: Path) -> None:
-    server = start_server()
+async def log_in(page: Page, server: Any, path: str) -> None:
+    """Make a superuser on ``server``, log in as it through the form and land on ``path``."""
     await asyncio.to_thread(
         server.manage,
         "shell",
@@ -135,20 +152,23 @@ async def test_log_in_and_see_the_app_list(start_server, page: Page, tmp_path: P
         "from django.contrib.auth.models import User; "
         f"User.objects.create_superuser('admin', 'admin@example.com', '{PASSWORD}')",
     )
-    app_id, key, secret = await asyncio.to_thread(
-        server.create_app, name="browser-shop", max_connections=5000
-    )
-
-    await page.goto(server.url("/admin/login/?next=/admin/realtime/app/"))
+    await page.goto(server.url(f"/admin/login/?next={path}"))
     assert await page.evaluate("document.title") == "Log in | Django site admin"
-    page.events.clear()
-    await page.evaluate(
+    await page.follow(
         "document.getElementById('id_username').value = 'admin';"
         f"document.getElementById('id_password').value = '{PASSWORD}';"
         "document.getElementById('login-form').submit();"
     )
-    await page.wait_event("Page.loadEventFired")
-    assert await page.evaluate("location.pathname") == "/admin/realtime/app/"
+    assert await page.evaluate("location.pathname") == path
+
+
+@needs_chromium
+async def test_log_in_and_see_the_app_list(start_server, page: Page, tmp_path: Path) -> None:
+    server = start_server()
+    app_id, key, secret = await asyncio.to_thread(
+        server.create_app, name="browser-shop", max_connections=5000
+    )
+    await log_in(page, server, "/admin/realtime/app/")
 
     html = await page.evaluate("document.documentElement.outerHTML")
     rows = await page.evaluate(
@@ -158,10 +178,7 @@ async def test_log_in_and_see_the_app_list(start_server, page: Page, tmp_path: P
     assert any(server.app_id in row for row in rows), rows  # the default app from the environment
     assert secret not in html and server.secret not in html
 
-    shot = await page.call("Page.captureScreenshot", format="png")
-    png = base64.b64decode(shot["data"])
-    assert png.startswith(b"\x89PNG")
-    (tmp_path / "admin-app-list.png").write_bytes(png)
+    png = await page.screenshot(tmp_path / "admin-app-list.png")
     if target := os.environ.get("REALTIME_SCREENSHOT"):
         Path(target).write_bytes(png)
 
@@ -169,6 +186,116 @@ async def test_log_in_and_see_the_app_list(start_server, page: Page, tmp_path: P
     await page.goto(server.url(f"/admin/realtime/app/{app_id}/change/"))
     change = await page.evaluate("document.documentElement.outerHTML")
     assert "browser-shop" in change and secret not in change and secret[-4:] in change
+
+
+class Receiver:
+    """A loopback webhook endpoint answering ``status`` (change it at will); ``hits`` records each
+    request as (status answered, headers, body)."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.hits: list[tuple[int, dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = receiver.status
+                receiver.hits.append((status, dict(self.headers), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def failing_receiver() -> Iterator[Receiver]:
+    receiver = Receiver(500)
+    yield receiver
+    receiver.close()
+
+
+async def rows_text(page: Page) -> list[str]:
+    return await page.evaluate(
+        "Array.from(document.querySelectorAll('#result_list tbody tr')).map(r => r.innerText)"
+    )
+
+
+@needs_chromium
+async def test_redeliver_a_failed_delivery(
+    start_server, failing_receiver: Receiver, page: Page, tmp_path: Path
+) -> None:
+    receiver = failing_receiver
+    hooks = [{"url": receiver.url, "event_types": ["channel_occupied"]}]
+    # Retried for 2 s at most: the delivery fails for good after a few attempts.
+    server = start_server(
+        {
+            "DEFAULT_APP_WEBHOOKS": json.dumps(hooks),
+            "WEBHOOK_RETRY_SECONDS": "2",
+            "WEBHOOK_POLL_SECONDS": "0.2",
+        }
+    )
+    async with await PusherSocket.connect(server.ws_url()) as client:
+        await client.subscribe("browser-hooked")
+    log = "/admin/realtime/webhookdelivery/"
+    await log_in(page, server, log)
+
+    await page.follow(
+        "document.querySelector('#changelist-filter a[href=\"?status__exact=failed\"]').click()"
+    )
+    assert await page.evaluate("location.search") == "?status__exact=failed"
+    deadline = time.monotonic() + 20
+    while not await rows_text(page):
+        assert time.monotonic() < deadline, "the delivery did not fail"
+        await asyncio.sleep(0.5)
+        await page.goto(server.url(log + "?status__exact=failed"))
+    [row] = await rows_text(page)
+    assert "channel_occupied" in row and receiver.url in row and "HTTP 500" in row
+    delivery_id = await page.evaluate("document.querySelector('#result_list input.action-select').value")
+    attempts = [(status, headers) for status, headers, _ in receiver.hits]
+    assert attempts and all(status == 500 for status, _ in attempts)
+    assert {headers["X-Realtime-Delivery-Id"] for _, headers in attempts} == {delivery_id}
+
+    receiver.status = 200  # the receiver is back
+    await page.evaluate(f"document.querySelector('input.action-select[value=\"{delivery_id}\"]').click()")
+    await page.evaluate("document.querySelector('select[name=action]').value = 'redeliver'")
+    await page.follow("document.querySelector('button[name=index]').click()")
+    messages = await page.evaluate("document.querySelector('ul.messagelist').innerText")
+    assert "1 failed delivery queued for redelivery" in messages
+
+    async with asyncio.timeout(10):
+        while not any(status == 200 for status, _, _ in receiver.hits):
+            await asyncio.sleep(0.1)
+    [(_, headers, body)] = [hit for hit in receiver.hits if hit[0] == 200]
+    assert headers["X-Realtime-Delivery-Id"] == delivery_id
+    assert body == receiver.hits[0][2]  # the same request, sent again
+
+    deadline = time.monotonic() + 10
+    while True:
+        await page.goto(server.url(f"{log}?q={delivery_id}"))
+        [row] = await rows_text(page)
+        if "delivered" in row:
+            break
+        assert time.monotonic() < deadline, row
+        await asyncio.sleep(0.3)
+    assert "HTTP 200" in row
+    # Without the navigation sidebar the whole row fits the screenshot.
+    await page.evaluate("document.getElementById('toggle-nav-sidebar').click()")
+    await page.screenshot(tmp_path / "admin-delivery-log.png")
+    await page.goto(server.url(f"{log}{delivery_id}/change/"))
+    detail = await page.evaluate("document.getElementById('content').innerText")
+    assert "delivered" in detail and "browser-hooked" in detail
+    assert server.secret not in await page.evaluate("document.documentElement.outerHTML")
 
 
 def test_the_admin_stylesheets_are_served(server) -> None:

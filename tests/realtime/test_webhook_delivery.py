@@ -22,6 +22,7 @@ from realtime.conf import RealtimeSettings
 from realtime.credentials import CredentialsCache
 from realtime.models import App, Webhook, WebhookDelivery
 from realtime.protocol.signatures import webhook_signature
+from realtime.provisioning import sync_app
 from realtime.stats import Stats
 from realtime.webhooks import delivery as delivery_module
 from realtime.webhooks.delivery import DELIVERY_ID_HEADER, Deliverer
@@ -202,3 +203,31 @@ async def test_retried_with_the_same_delivery_id_then_failed_for_good(monkeypatc
     flaky.close()
     for deliverer in (first, second):
         await done(deliverer)
+
+
+def test_resyncing_the_default_app_keeps_its_webhooks_and_their_deliveries() -> None:
+    hooks = [{"url": "https://hooks.example/a", "event_types": ["channel_occupied"]}]
+    app = sync_app({"id": "6", "key": "k6", "webhooks": hooks})
+    [hook] = app.webhooks.all()
+    now = timezone.now()
+    batch = Batch(uuid.uuid4(), "6", hook.pk, hook.url, now, now + dt.timedelta(seconds=60), [], EMPTY)
+    WebhookDelivery.objects.create(
+        id=batch.id,
+        app=app,
+        webhook=hook,
+        url=hook.url,
+        event_names="",
+        event_count=0,
+        body=EMPTY,
+        created=now,
+        next_attempt=now,
+        retry_until=batch.retry_until,
+    )
+    changed = [{**hooks[0], "event_types": ["channel_vacated"]}]
+    sync_app({"id": "6", "key": "k6", "webhooks": changed})
+    [same] = Webhook.objects.filter(app_id="6")
+    assert (same.pk, same.event_types) == (hook.pk, ["channel_vacated"])
+    assert WebhookDelivery.objects.get(id=batch.id).webhook_id == hook.pk
+    sync_app({"id": "6", "key": "k6", "webhooks": []})
+    # The webhook is gone; its log is not.
+    assert WebhookDelivery.objects.get(id=batch.id).webhook_id is None
