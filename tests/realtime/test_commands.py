@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import uuid
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
-from realtime.models import LIMIT_FIELDS, App, Webhook
+from realtime.models import LIMIT_FIELDS, App, Webhook, WebhookDelivery
 from realtime.provisioning import apply_default_app, sync_app
 
 from ..conftest import PYTHON, ROOT, _base_env
@@ -427,3 +430,37 @@ def test_migrations_match_the_models() -> None:
     out = io.StringIO()
     call_command("makemigrations", "realtime", "--check", "--dry-run", stdout=out)
     assert "No changes detected" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_realtime_webhooks_prune_deletes_old_finished_deliveries_only() -> None:
+    app = App.objects.create(id="31", key="k31")
+    hook = Webhook.objects.create(app=app, url="https://hooks.example/x", event_types=["cache_miss"])
+    now = timezone.now()
+
+    def row(status: str, age_days: float) -> uuid.UUID:
+        created = now - dt.timedelta(days=age_days)
+        delivery = WebhookDelivery.objects.create(
+            id=uuid.uuid4(),
+            app=app,
+            webhook=hook,
+            url=hook.url,
+            event_names="cache_miss",
+            event_count=1,
+            body="{}",
+            status=status,
+            created=created,
+            next_attempt=created,
+            retry_until=created,
+        )
+        return delivery.id
+
+    old_done, old_failed = row("delivered", 8), row("failed", 8)
+    old_pending, recent = row("pending", 8), row("delivered", 1)
+    out = io.StringIO()
+    call_command("realtime_webhooks", "--prune", stdout=out)
+    assert "Deleted 2 webhook deliveries older than 7 days" in out.getvalue()
+    left = set(WebhookDelivery.objects.values_list("id", flat=True))
+    assert left == {old_pending, recent} and not left & {old_done, old_failed}
+    call_command("realtime_webhooks", "--prune", "--days", "0.5", stdout=out)
+    assert set(WebhookDelivery.objects.values_list("id", flat=True)) == {old_pending}
