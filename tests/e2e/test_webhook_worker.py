@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -159,3 +160,33 @@ async def test_a_surviving_node_delivers_a_killed_nodes_events(
     assert all(len(ids) == 1 for ids in receiver.channels().values())
     assert set(statuses(database)) == {"delivered"}
     assert node_b.process.poll() is None
+
+
+async def test_sigterm_commits_everything_and_hands_back_what_it_could_not_deliver(
+    start_server, receiver: Receiver, tmp_path: Path
+) -> None:
+    hooks = json.dumps([{"url": receiver.url, "event_types": ["channel_occupied", "channel_vacated"]}])
+    # Vacated waits far longer than the test: SIGTERM must decide it instead of dropping it.
+    env = {"DEFAULT_APP_WEBHOOKS": hooks, "WEBHOOK_DELAY_SECONDS": "60", "SHUTDOWN_GRACE_SECONDS": "3"}
+    data_dir = tmp_path / "node"
+    server = start_server(env, data_dir=data_dir)
+    channels = [f"drained-{n}" for n in range(3)]
+    client = await occupy(server, channels)
+    await client.close()
+    await asyncio.sleep(0.5)
+    assert server.stop(signal.SIGTERM) == 0
+    with sqlite3.connect(data_dir / "db.sqlite3") as connection:
+        rows = connection.execute("SELECT status, lease_owner, body FROM realtime_webhookdelivery").fetchall()
+    names = sorted(event["name"] for _, _, body in rows for event in json.loads(body)["events"])
+    assert names == ["channel_occupied"] * 3 + ["channel_vacated"] * 3
+    # Undelivered (the receiver is down) and released: nobody has to wait for a lease to run out.
+    assert {(status, owner) for status, owner, _ in rows} == {("pending", "")}
+    receiver.up()
+    # The default lease is 30 s: delivery within a few seconds shows the rows were handed back.
+    start_server(env, data_dir=data_dir)
+    async with asyncio.timeout(10):
+        while (
+            sorted(event["name"] for _, body in receiver.requests for event in json.loads(body)["events"])
+            != names
+        ):
+            await asyncio.sleep(0.05)
