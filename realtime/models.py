@@ -218,6 +218,8 @@ class WebhookDelivery(models.Model):
         indexes = (
             models.Index(fields=("status", "next_attempt"), name="realtime_delivery_due"),
             models.Index(fields=("created",), name="realtime_delivery_created"),
+            # The admin's pending and failed counts per app.
+            models.Index(fields=("app", "status"), name="realtime_delivery_app_status"),
         )
 
     def __str__(self) -> str:

@@ -180,8 +180,10 @@ class Cluster(Protocol):
         """Why the node cannot serve now (``"redis unavailable"``, ...), or None."""
         ...
 
-    async def stop(self) -> None:
-        """Leave the cluster: remove what this node still holds, then close connections."""
+    async def stop(self, before_close: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Leave the cluster: remove what this node still holds, await ``before_close`` (what
+        follows the removals that still needs the state: the delayed webhooks), then close
+        connections."""
         ...
 
     def invalidate_credentials(self) -> None:

@@ -6,6 +6,7 @@ import os
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..protocol import errors
@@ -27,6 +28,7 @@ class MemoryState:
         self._reported: set[tuple[str, str, str | None]] = set()
         # (app, channel) -> monotonic end of the cache channel's reported empty spell.
         self._misses: dict[tuple[str, str], float] = {}
+        self._misses_limit = 10_000
 
     async def add_connection(self, app_id: str, socket_id: str) -> int:
         sockets = self._connections[app_id]
@@ -151,9 +153,11 @@ class MemoryState:
         now = time.monotonic()
         if self._misses.get((app_id, channel), 0.0) > now:
             return False
-        if len(self._misses) > 10_000:
-            # Spells whose channels never got an event: drop the ended ones.
+        if len(self._misses) > self._misses_limit:
+            # Spells whose channels never got an event: drop the ended ones, and let the map
+            # double before looking again, so a large live set is not rescanned on every miss.
             self._misses = {key: end for key, end in self._misses.items() if end > now}
+            self._misses_limit = max(10_000, 2 * len(self._misses))
         self._misses[(app_id, channel)] = now + ttl
         return True
 
@@ -195,8 +199,9 @@ class MemoryCluster:
     def readiness_problem(self) -> str | None:
         return None
 
-    async def stop(self) -> None:
-        return None
+    async def stop(self, before_close: Callable[[], Awaitable[None]] | None = None) -> None:
+        if before_close is not None:
+            await before_close()
 
     def invalidate_credentials(self) -> None:
         return None  # this process' own cache is the only one

@@ -220,8 +220,10 @@ class Runtime:
                 await asyncio.shield(start)
         if self._announced:
             runtime_stopping.send(sender=Runtime, runtime=self)
+        # Delayed webhooks of the sockets this node removes are decided before its state closes.
+        self.webhooks.begin_stop()
         try:
-            await self.cluster.stop()
+            await self.cluster.stop(before_close=self.webhooks.decide_delayed)
         finally:
             self.counts.cancel()
             await self.tasks.cancel()

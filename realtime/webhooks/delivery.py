@@ -24,7 +24,6 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import aiohttp
-from django.db import DatabaseError
 from django.utils import timezone
 
 from ..credentials import AppCredentials, CredentialsCache, WebhookTarget
@@ -42,6 +41,8 @@ logger = logging.getLogger(__name__)
 DELIVERY_ID_HEADER = "X-Realtime-Delivery-Id"
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
+# At most this many batches held in memory by one process; the rest wait in the table.
+MAX_HELD = 1000
 # Of a receiver's answer only this much is read (the status is what counts); the rest is dropped.
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -96,9 +97,13 @@ class Deliverer:
         """Batches held."""
         return len(self._held)
 
-    async def stop(self, grace: float) -> list[uuid.UUID]:
+    def room(self) -> int:
+        """How many more batches this process should take on (``MAX_HELD`` at most are held)."""
+        return MAX_HELD - len(self._held)
+
+    async def stop(self, grace: float) -> None:
         """Start no new attempt, give the ones in flight up to ``grace`` seconds, then cancel what is
-        left; return the ids still undelivered (their leases are the caller's to release)."""
+        left (its leases are the caller's to release)."""
         self._stopping = True
         if self._in_flight:
             with contextlib.suppress(TimeoutError):
@@ -108,10 +113,8 @@ class Deliverer:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        left = list(self._held)
         self._held.clear()
         self._lanes.clear()
-        return left
 
     async def _run_lane(self, key: tuple[str, int], lane: deque[Batch]) -> None:
         try:
@@ -119,9 +122,10 @@ class Deliverer:
                 batch = lane[0]
                 try:
                     await self._deliver(batch)
-                except DatabaseError:
-                    # The outcome could not be recorded: the lease runs out and the batch is sent
-                    # again (same delivery id), which at-least-once allows.
+                except Exception:
+                    # The outcome could not be recorded (the database away, or a bug): the batch
+                    # leaves the lane, its lease runs out and it is sent again (same delivery id),
+                    # which at-least-once allows; the lane itself goes on.
                     logger.exception("webhook delivery could not be recorded")
                     self.stats.incr("errors", ("webhook_outbox",))
                 lane.popleft()
@@ -130,26 +134,39 @@ class Deliverer:
             if self._lanes.get(key) is lane and not lane:
                 del self._lanes[key]
 
+    async def _target(self, batch: Batch) -> tuple[AppCredentials | None, WebhookTarget | None]:
+        for fresh in (False, True):
+            if fresh:
+                # Not in this process' snapshot: made after it (a worker without the Redis bus
+                # that tells servers), or deleted. The database says which.
+                self.credentials.invalidate()
+            app = await self.credentials.by_id(batch.app_id)
+            target = (
+                None if app is None else next((t for t in app.webhooks if t.id == batch.webhook_id), None)
+            )
+            if target is not None:
+                return app, target
+        return app, None
+
     async def _deliver(self, batch: Batch) -> None:
         stats = self.stats
+        store = self.store
         names = [event["name"] for event in batch.events]
         while not self._stopping:
-            app = await self.credentials.by_id(batch.app_id)
-            target = None
-            if app is not None:
-                target = next((t for t in app.webhooks if t.id == batch.webhook_id), None)
+            app, target = await self._target(batch)
             if app is None:
                 return  # deleted meanwhile: its rows went with it
             if target is None:
-                await self.store.attempted(batch, WebhookDelivery.FAILED, None, "the webhook was deleted")
-                stats.incr("queue_jobs_failed", ("webhooks",))
+                if await store.attempted(batch, WebhookDelivery.FAILED, None, "the webhook was deleted"):
+                    stats.incr("queue_jobs_failed", ("webhooks",))
                 return
             batch.attempts += 1
             batch.url = target.url
             http_status, error = await self._post(app, target, batch)
             now = timezone.now()
             if http_status is not None and 200 <= http_status < 300:
-                await self.store.attempted(batch, WebhookDelivery.DELIVERED, http_status, "")
+                if not await store.attempted(batch, WebhookDelivery.DELIVERED, http_status, ""):
+                    return  # another worker took the row over meanwhile: its outcome counts
                 for name in names:
                     stats.incr("webhooks_sent", (app.id, name))
                 stats.incr("queue_jobs_processed", ("webhooks",))
@@ -157,7 +174,8 @@ class Deliverer:
                 return
             delay = retry_delay(batch.attempts)
             if now + dt.timedelta(seconds=delay) > batch.retry_until:
-                await self.store.attempted(batch, WebhookDelivery.FAILED, http_status, error)
+                if not await store.attempted(batch, WebhookDelivery.FAILED, http_status, error):
+                    return
                 for name in names:
                     stats.incr("webhooks_failed", (app.id, name))
                 stats.incr("queue_jobs_failed", ("webhooks",))
@@ -175,7 +193,8 @@ class Deliverer:
             for name in names:
                 stats.incr("webhook_retries", (app.id, name))
             next_attempt = now + dt.timedelta(seconds=delay)
-            await self.store.attempted(batch, WebhookDelivery.PENDING, http_status, error, next_attempt)
+            if not await store.attempted(batch, WebhookDelivery.PENDING, http_status, error, next_attempt):
+                return
             await asyncio.sleep(delay)
 
     async def _post(self, app: AppCredentials, target: WebhookTarget, batch: Batch) -> tuple[int | None, str]:

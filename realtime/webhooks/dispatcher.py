@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# A delayed event: the app, its name, the channel and its other fields.
+Delayed = tuple[AppCredentials, str, str, dict[str, Any]]
+
 # What a stop without a drain's deadline (tests, a lifespan without grace) gives deliveries.
 STOP_TIMEOUT_SECONDS = 1.0
 
@@ -60,17 +63,21 @@ class Webhooks:
             self.store,
             stats,
             self.deliverer.submit if self.in_process else None,
-            conf.WEBHOOK_LEASE_SECONDS if self.in_process else None,
+            self.deliverer.room,
         )
         self._tasks = TaskSet()
         self._worker: asyncio.Task[None] | None = None
-        self._delayed: dict[asyncio.TimerHandle, tuple[AppCredentials, str, str, dict[str, Any]]] = {}
+        self._delayed: dict[asyncio.TimerHandle, Delayed] = {}
+        # Delayed events due now: a stop decides them at once instead of dropping their timers.
+        self._due: list[Delayed] = []
         self._stopping = False
+        self._stopped = False
 
     def start(self) -> None:
-        """Start the worker's loop in this process (unless ``WEBHOOK_WORKER`` is ``"external"``)."""
-        if self.in_process and self._worker is None:
-            self._worker = asyncio.ensure_future(self.worker.run())
+        """Start the worker's loop in this process: delivering, or with ``WEBHOOK_WORKER`` set to
+        ``"external"`` only noting the backlog's age for the metrics."""
+        if self._worker is None:
+            self._worker = asyncio.ensure_future(self.worker.run(deliver=self.in_process))
 
     @staticmethod
     def wanted(app: AppCredentials, name: str, channel: str) -> bool:
@@ -78,7 +85,12 @@ class Webhooks:
         return any(t.wants(name, channel) for t in app.webhooks)
 
     def emit(self, app: AppCredentials, name: str, channel: str, **fields: Any) -> None:
-        """Put the event ``name`` (with ``fields``) into the outbox for each webhook that wants it."""
+        """Put the event ``name`` (with ``fields``) into the outbox for each webhook that wants it
+        (dropped, and logged, once ``stop`` has finished: nothing could commit it any more)."""
+        if self._stopped:
+            if self.wanted(app, name, channel):
+                logger.warning("webhook event after stop dropped", extra={"app_id": app.id, "event": name})
+            return
         event: dict[str, Any] | None = None
         for target in app.webhooks:
             if target.wants(name, channel):
@@ -91,11 +103,11 @@ class Webhooks:
         (``channel_vacated``, ``member_removed``)."""
         if not app.webhooks:
             return
-        loop = asyncio.get_running_loop()
         entry = (app, name, channel, fields)
         if self._stopping:
-            self._tasks.spawn(self._emit_if_still_true(*entry))
+            self._due.append(entry)
             return
+        loop = asyncio.get_running_loop()
 
         def due() -> None:
             self._delayed.pop(handle, None)
@@ -111,37 +123,50 @@ class Webhooks:
     def backlog_age(self) -> float:
         """Seconds since the oldest undelivered event was made: the outbox's pending rows (as of the
         worker's last pass) or this process' uncommitted events, whichever is older."""
-        return max(self.worker.backlog_age() if self.in_process else 0.0, self.outbox.oldest_age())
+        return max(self.worker.backlog_age(), self.outbox.oldest_age())
+
+    def begin_stop(self) -> None:
+        """The node is leaving: delayed events become due now (``decide_delayed``), so that what is
+        still true about its sockets is decided while the state can still be asked, rather than
+        lost with the timers. Idempotent."""
+        self._stopping = True
+        for handle, entry in list(self._delayed.items()):
+            handle.cancel()
+            self._due.append(entry)
+        self._delayed.clear()
+
+    async def decide_delayed(self) -> None:
+        """Decide every due delayed event now (after ``begin_stop``): the cluster backend calls this
+        once it has removed the node's entries and before it closes its connections."""
+        while self._due:
+            due, self._due = self._due, []
+            await asyncio.gather(*(self._emit_if_still_true(*entry) for entry in due))
 
     async def stop(self, deadline: float | None = None) -> None:
-        """Decide the delayed events now, commit everything to the outbox, give deliveries in flight
+        """Decide the delayed events, commit everything to the outbox, give deliveries in flight
         until ``deadline`` (monotonic seconds; default ``STOP_TIMEOUT_SECONDS`` from now), and
         leave the rest to the next start or another node (leases released)."""
-        self._stopping = True
+        self.begin_stop()
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
         if deadline is None:
             deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        # A node going away is a disconnect for its sockets: what is still true about them is
-        # decided now rather than lost with the timers.
-        for handle, entry in list(self._delayed.items()):
-            handle.cancel()
-            self._tasks.spawn(self._emit_if_still_true(*entry))
-        self._delayed.clear()
         try:
             async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                await self.decide_delayed()
                 await self._tasks.wait_idle()
                 await self.outbox.flush()
-        except (TimeoutError, DatabaseError):
+        except TimeoutError:
             logger.error("webhook events not committed at stop", extra={"batches": self.outbox.pending()})
+        # From here on nothing would commit a new event.
+        self._stopped = True
         await self._tasks.cancel()
-        left = await self.deliverer.stop(max(0.0, deadline - time.monotonic()))
-        if left:
-            try:
-                await self.store.release(left)
-            except DatabaseError:
-                logger.warning("webhook leases not released; they run out", extra={"batches": len(left)})
+        await self.deliverer.stop(max(0.0, deadline - time.monotonic()))
+        try:
+            await self.store.release_all()
+        except DatabaseError:
+            logger.warning("webhook leases not released at stop; they run out")
         await self.store.close()
 
     async def _emit_if_still_true(

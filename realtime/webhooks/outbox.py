@@ -14,12 +14,10 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError
 from django.utils import timezone
 
 from ..credentials import AppCredentials, WebhookTarget
@@ -39,9 +37,10 @@ COMMIT_RETRY_MAX_SECONDS = 10.0
 class Outbox:
     """The open and closed-but-uncommitted batches of one process.
 
-    ``lease_seconds``: committed rows are leased to this process for that long and handed to
-    ``on_committed`` (the in-process worker delivers them at once); None commits them unleased for
-    whichever worker polls first (``realtime_webhooks``).
+    ``on_committed``: committed batches are leased to this process (``WEBHOOK_LEASE_SECONDS``) and
+    handed to it (the in-process worker delivers them at once) while ``room()`` says it can take
+    them; otherwise, and when it is None, they are committed unleased for whichever worker polls
+    first (a later pass of this one, or ``realtime_webhooks``).
     """
 
     def __init__(
@@ -50,19 +49,17 @@ class Outbox:
         store: Store,
         stats: Stats,
         on_committed: Callable[[list[Batch]], None] | None,
-        lease_seconds: float | None,
+        room: Callable[[], int] | None = None,
     ) -> None:
         self.conf = conf
         self.store = store
         self.stats = stats
         self.on_committed = on_committed
-        self.lease_seconds = lease_seconds
+        self.room = room
         self._open: dict[tuple[str, int], Batch] = {}
         self._closed: list[Batch] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        # Monotonic time the oldest uncommitted event was added (0: none).
-        self._oldest = 0.0
 
     def add(self, app: AppCredentials, target: WebhookTarget, event: dict[str, Any]) -> None:
         """Append ``event`` to the open batch of ``app``'s webhook ``target``."""
@@ -73,8 +70,6 @@ class Outbox:
             retry = dt.timedelta(seconds=self.conf.WEBHOOK_RETRY_SECONDS)
             batch = Batch(uuid.uuid4(), app.id, target.id, target.url, now, now + retry, [])
             self._open[key] = batch
-            if not self._oldest:
-                self._oldest = time.monotonic()
         batch.events.append(event)
         if len(batch.events) >= self.conf.WEBHOOK_BATCH_SIZE:
             self._close(key)
@@ -87,8 +82,11 @@ class Outbox:
         return len(self._open) + len(self._closed)
 
     def oldest_age(self) -> float:
-        """Seconds since the oldest uncommitted event was added (0 when none)."""
-        return time.monotonic() - self._oldest if self._oldest else 0.0
+        """Seconds since the oldest uncommitted batch was opened (0 when none)."""
+        batches = [*self._closed, *self._open.values()]
+        if not batches:
+            return 0.0
+        return max(0.0, (timezone.now() - min(b.created for b in batches)).total_seconds())
 
     async def flush(self) -> None:
         """Close every open batch and wait until everything uncommitted is committed (retrying while
@@ -121,7 +119,8 @@ class Outbox:
             try:
                 await self._commit()
                 delay = COMMIT_RETRY_SECONDS
-            except DatabaseError:
+            except Exception:
+                # The database away (or a bug): the batches stay closed and are tried again.
                 logger.exception("webhook outbox commit failed", extra={"batches": len(self._closed)})
                 self.stats.incr("errors", ("webhook_outbox",))
                 await asyncio.sleep(delay)
@@ -131,13 +130,13 @@ class Outbox:
         batches, self._closed = self._closed, []
         if not batches:
             return
+        hand_over = self.on_committed is not None and (self.room is None or self.room() >= len(batches))
+        lease = self.conf.WEBHOOK_LEASE_SECONDS if hand_over else None
         try:
-            await self.store.insert(batches, self.lease_seconds)
+            await self.store.insert(batches, lease)
         except BaseException:
             self._closed = batches + self._closed
             raise
-        if not self._open and not self._closed:
-            self._oldest = 0.0
         self.stats.incr("queue_jobs_added", ("webhooks",), len(batches))
-        if self.on_committed is not None:
+        if hand_over and self.on_committed is not None:
             self.on_committed(batches)

@@ -14,19 +14,22 @@ import asyncio
 import datetime as dt
 import functools
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connection
-from django.db.models import Min, Q
+from django.db import DatabaseError, IntegrityError, connection
+from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 
 from ..models import WebhookDelivery
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -93,6 +96,8 @@ class Store:
         # Whose leases this store takes: the node's instance id.
         self.owner = owner
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="realtime-outbox")
+        # Whether any lease was ever taken: a process that never held one has none to release.
+        self._leased = False
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -113,9 +118,22 @@ class Store:
     def _insert(self, batches: list[Batch], lease_seconds: float | None) -> None:
         until = None if lease_seconds is None else timezone.now() + dt.timedelta(seconds=lease_seconds)
         owner = self.owner if until is not None else ""
+        self._leased = self._leased or until is not None
         # Idempotent: a commit whose acknowledgement was lost is simply tried again.
         rows = [_row(batch, owner, until) for batch in batches]
-        WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
+        try:
+            WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
+        except IntegrityError:
+            # An app or webhook deleted since its events were made (another node's cache was
+            # older): those batches have nowhere to go; the others must not wait behind them.
+            for row in rows:
+                try:
+                    WebhookDelivery.objects.bulk_create([row], ignore_conflicts=True)
+                except IntegrityError:
+                    logger.warning(
+                        "webhook batch dropped: its app or webhook was deleted",
+                        extra={"app_id": row.app_id, "delivery_id": str(row.id)},
+                    )
 
     async def claim(self, lease_seconds: float, limit: int) -> list[Batch]:
         """Lease up to ``limit`` due rows (pending, next attempt passed, no live lease), oldest first."""
@@ -128,6 +146,7 @@ class Store:
         ids = list(due.order_by("created").values_list("id", flat=True)[:limit])
         if not ids:
             return []
+        self._leased = True
         # The lease's end doubles as this claim's token: only rows this UPDATE took carry it.
         until = now + dt.timedelta(seconds=lease_seconds, microseconds=uuid.uuid4().int % 1000)
         due.filter(id__in=ids).update(lease_owner=self.owner, lease_until=until)
@@ -144,12 +163,15 @@ class Store:
             id__in=ids, lease_owner=self.owner, status=WebhookDelivery.PENDING
         ).update(lease_until=until)
 
-    async def release(self, ids: list[uuid.UUID]) -> None:
-        """Give up this owner's leases on ``ids``: due again for anyone at once (a drain)."""
-        await self._run(self._release, ids)
+    async def release_all(self) -> int:
+        """Give up every lease this owner holds on pending rows: due again for anyone at once (a
+        drain). Returns how many (0 without asking when this owner never took a lease)."""
+        if not self._leased:
+            return 0
+        return await self._run(self._release_all)
 
-    def _release(self, ids: list[uuid.UUID]) -> None:
-        WebhookDelivery.objects.filter(id__in=ids, lease_owner=self.owner).update(
+    def _release_all(self) -> int:
+        return WebhookDelivery.objects.filter(lease_owner=self.owner, status=WebhookDelivery.PENDING).update(
             lease_owner="", lease_until=None
         )
 
@@ -160,10 +182,11 @@ class Store:
         http_status: int | None,
         error: str,
         next_attempt: dt.datetime | None = None,
-    ) -> None:
+    ) -> bool:
         """Record an attempt's outcome: ``status`` is ``delivered``, ``failed`` (for good) or
-        ``pending`` (retried at ``next_attempt``)."""
-        await self._run(self._attempted, batch, status, http_status, error, next_attempt)
+        ``pending`` (retried at ``next_attempt``). False when this owner no longer holds the row's
+        lease (another worker took it over): nothing is recorded and the caller lets it go."""
+        return await self._run(self._attempted, batch, status, http_status, error, next_attempt)
 
     def _attempted(
         self,
@@ -172,7 +195,7 @@ class Store:
         http_status: int | None,
         error: str,
         next_attempt: dt.datetime | None,
-    ) -> None:
+    ) -> bool:
         now = timezone.now()
         fields: dict[str, Any] = {
             # The webhook's URL may have been changed in the admin since the batch was made.
@@ -188,7 +211,7 @@ class Store:
             fields.update(lease_owner="", lease_until=None)
         else:
             fields["next_attempt"] = next_attempt or now
-        WebhookDelivery.objects.filter(id=batch.id).update(**fields)
+        return bool(WebhookDelivery.objects.filter(id=batch.id, lease_owner=self.owner).update(**fields))
 
     async def oldest_pending(self) -> dt.datetime | None:
         """When the oldest pending row (any node's) was created, or None."""
@@ -228,7 +251,7 @@ def prune(days: float) -> int:
     return deleted
 
 
-def redeliver(deliveries: Any, retry_seconds: float) -> int:
+def redeliver(deliveries: QuerySet[WebhookDelivery], retry_seconds: float) -> int:
     """Make the failed ones of ``deliveries`` (a ``WebhookDelivery`` queryset) pending again, due now,
     with a fresh retry window of ``retry_seconds``; return how many."""
     now = timezone.now()

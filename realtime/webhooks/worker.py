@@ -15,7 +15,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from django.db import DatabaseError
 from django.utils import timezone
 
 from ..stats import Stats
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# At most this many batches held in memory by one process; the rest wait in the table.
-MAX_HELD = 1000
 PRUNE_INTERVAL_SECONDS = 3600.0
 
 
@@ -45,32 +42,38 @@ class Worker:
         self._renewed = 0.0
         self._pruned = 0.0
 
-    async def run(self) -> None:
-        """Pass after pass, ``WEBHOOK_POLL_SECONDS`` apart, until cancelled."""
+    async def run(self, deliver: bool = True) -> None:
+        """Pass after pass, ``WEBHOOK_POLL_SECONDS`` apart, until cancelled. ``deliver`` False: only
+        note the backlog's age (a server whose deliveries an external worker makes)."""
         while True:
             try:
-                await self.run_once()
-            except DatabaseError:
+                await self.run_once(deliver)
+            except Exception:
+                # The database away, or a bug: the next pass tries again; a dead loop would stop
+                # renewing leases and let other workers send what this one is sending.
                 logger.exception("webhook worker pass failed")
                 self.stats.incr("errors", ("webhook_outbox",))
             await asyncio.sleep(self.conf.WEBHOOK_POLL_SECONDS)
 
-    async def run_once(self) -> None:
+    async def run_once(self, deliver: bool = True) -> None:
         """One pass: renew, claim, note the backlog, prune when due. Raises ``DatabaseError``."""
         conf = self.conf
         store = self.store
         lease = conf.WEBHOOK_LEASE_SECONDS
         now = time.monotonic()
-        held = self.deliverer.held()
-        if held and now - self._renewed >= lease / 3:
-            await store.renew(held, lease)
-            self._renewed = now
-        room = MAX_HELD - self.deliverer.pending()
-        if room > 0:
-            claimed = await store.claim(lease, room)
-            if claimed:
-                self.deliverer.submit(claimed)
+        if deliver:
+            held = self.deliverer.held()
+            if held and now - self._renewed >= lease / 3:
+                await store.renew(held, lease)
+                self._renewed = now
+            room = self.deliverer.room()
+            if room > 0:
+                claimed = await store.claim(lease, room)
+                if claimed:
+                    self.deliverer.submit(claimed)
         self.oldest_pending = await store.oldest_pending()
+        if not deliver:
+            return
         if now - self._pruned >= PRUNE_INTERVAL_SECONDS:
             self._pruned = now
             deleted = await store.prune(conf.WEBHOOK_LOG_DAYS)

@@ -190,3 +190,30 @@ async def test_sigterm_commits_everything_and_hands_back_what_it_could_not_deliv
             != names
         ):
             await asyncio.sleep(0.05)
+
+
+async def test_a_node_leaving_decides_its_delayed_events_while_redis_is_there(
+    start_server, receiver: Receiver, redis_server
+) -> None:
+    receiver.up()
+    hooks = json.dumps([{"url": receiver.url, "event_types": ["channel_occupied", "channel_vacated"]}])
+    env = {"REDIS_URL": redis_server.url, "DEFAULT_APP_WEBHOOKS": hooks, "WEBHOOK_DELAY_SECONDS": "60"}
+    node_a, node_b = start_server(env), start_server(env)
+
+    def story() -> list[str]:
+        return [event["name"] for _, body in receiver.requests for event in json.loads(body)["events"]]
+
+    client = await occupy(node_a, ["leaving"])
+    await client.close()
+    await asyncio.sleep(0.3)
+    assert story() == ["channel_occupied"]
+    assert node_a.stop(signal.SIGTERM) == 0
+    async with asyncio.timeout(10):
+        while story() != ["channel_occupied", "channel_vacated"]:
+            await asyncio.sleep(0.05)
+    # The story flag was cleared in Redis: the next subscriber, on the other node, is news again.
+    again = await occupy(node_b, ["leaving"])
+    async with asyncio.timeout(10):
+        while story() != ["channel_occupied", "channel_vacated", "channel_occupied"]:
+            await asyncio.sleep(0.05)
+    await again.close()

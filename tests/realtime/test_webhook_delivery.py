@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async as sync_to_async
 from django.utils import timezone
 
 from realtime.conf import RealtimeSettings
@@ -94,7 +94,7 @@ async def test_events_are_batched_per_app_and_webhook_and_committed_together() -
     conf = RealtimeSettings(WEBHOOK_BATCH_SIZE=100)
     store = Store("test")
     committed: list[Batch] = []
-    outbox = Outbox(conf, store, Stats(), committed.extend, 30.0)
+    outbox = Outbox(conf, store, Stats(), committed.extend)
     for n in range(250):
         outbox.add(one, one.webhooks[0], {"name": "channel_occupied", "channel": f"c{n}"})
     outbox.add(two, two.webhooks[0], {"name": "channel_occupied", "channel": "other"})
@@ -136,7 +136,7 @@ async def test_a_row_is_claimed_by_one_owner_until_its_lease_runs_out() -> None:
     # The renewed leases hold; the others ran out and are anyone's again.
     taken = await other.claim(30, 100)
     assert {x.id for x in taken} == {x.id for x in batches} - set(mine)
-    await owner.release(mine)
+    assert await owner.release_all() == len(mine)
     assert {x.id for x in await other.claim(30, 100)} == set(mine)
     for store in (a, b):
         await store.close()
@@ -151,7 +151,7 @@ async def deliver(
     stats = Stats()
     store = Store("test")
     deliverer = Deliverer(conf, store, stats, credentials)
-    outbox = Outbox(conf, store, stats, deliverer.submit, 30.0)
+    outbox = Outbox(conf, store, stats, deliverer.submit, deliverer.room)
     for event in events:
         outbox.add(app, app.webhooks[0], event)
     await outbox.flush()
@@ -159,7 +159,7 @@ async def deliver(
 
 
 async def done(deliverer: Deliverer) -> None:
-    assert await deliverer.stop(1.0) == []
+    await deliverer.stop(1.0)
     await deliverer.store.close()
 
 
@@ -231,3 +231,20 @@ def test_resyncing_the_default_app_keeps_its_webhooks_and_their_deliveries() -> 
     sync_app({"id": "6", "key": "k6", "webhooks": []})
     # The webhook is gone; its log is not.
     assert WebhookDelivery.objects.get(id=batch.id).webhook_id is None
+
+
+async def test_a_batch_for_a_deleted_webhook_does_not_hold_up_the_others() -> None:
+    _, kept = await sync_to_async(make_app)("7", "http://127.0.0.1:9/kept")
+    _, gone = await sync_to_async(make_app)("8", "http://127.0.0.1:9/gone")
+    gone_id = gone.pk
+    await sync_to_async(gone.delete)()
+    now = timezone.now()
+    later = now + dt.timedelta(seconds=60)
+    batches = [
+        Batch(uuid.uuid4(), "8", gone_id, gone.url, now, later, [], EMPTY),
+        Batch(uuid.uuid4(), "7", kept.pk, kept.url, now, later, [], EMPTY),
+    ]
+    store = Store("test")
+    await store.insert(batches, 30)
+    assert [r.id for r in await sync_to_async(rows)()] == [batches[1].id]
+    await store.close()

@@ -200,8 +200,9 @@ class RedisCluster:
             self._failed = asyncio.Event()
             self._task = asyncio.ensure_future(self._supervise())
 
-    async def stop(self) -> None:
-        """Leave the cluster: remove what this node still holds (with member_removed), then close."""
+    async def stop(self, before_close: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Leave the cluster: remove what this node still holds (with member_removed), await
+        ``before_close`` while Redis can still be asked, then close."""
         self._stopping = True
         if self.up:
             try:
@@ -209,6 +210,11 @@ class RedisCluster:
                 await self.client.zrem(self.nodes_key, self.node_id)
             except Exception:
                 logger.warning("could not remove this node's entries from redis on stop", exc_info=True)
+        if before_close is not None:
+            try:
+                await before_close()
+            except Exception:
+                logger.exception("leaving the cluster: the last decisions failed")
         self.up = False
         self.problem = "stopped"
         if self._task is not None:

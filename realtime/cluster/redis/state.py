@@ -333,7 +333,8 @@ class RedisState:
         key = f"{self._app(app_id)}miss:{channel}"
         milliseconds = max(1, int(ttl * 1000))
         client = self.link.client
-        return bool(await self.link.call("report", lambda: client.set(key, "1", nx=True, px=milliseconds)))
+        command = lambda: client.set(key, "1", nx=True, px=milliseconds)  # noqa: E731
+        return bool(await self.link.call("report_cache_miss", command))
 
     # Dead nodes
 

@@ -21,6 +21,8 @@ from realtime.webhooks.worker import Worker
 
 logger = logging.getLogger(__name__)
 
+CREDENTIALS_REFRESH_SECONDS = 10.0
+
 
 class Command(BaseCommand):
     """``realtime_webhooks``: a webhook worker without a server. It claims due deliveries from the
@@ -39,6 +41,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Prune and exit (``--prune``), or deliver until SIGTERM or SIGINT."""
         conf = get_settings()
         if options["prune"]:
             days = conf.WEBHOOK_LOG_DAYS if options["days"] is None else options["days"]
@@ -50,7 +53,8 @@ class Command(BaseCommand):
         conf = get_settings()
         instance = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}:webhooks"
         store = Store(instance)
-        deliverer = Deliverer(conf, store, Stats(), CredentialsCache(conf.CREDENTIALS_NEGATIVE_TTL))
+        credentials = CredentialsCache(conf.CREDENTIALS_NEGATIVE_TTL)
+        deliverer = Deliverer(conf, store, Stats(), credentials)
         worker = Worker(conf, store, deliverer, deliverer.stats)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -58,12 +62,20 @@ class Command(BaseCommand):
             loop.add_signal_handler(signum, stop.set)
         self.stdout.write("Delivering webhooks from the outbox; SIGTERM or Ctrl-C stops.")
         self.stdout.flush()
-        task = asyncio.ensure_future(worker.run())
+        tasks = [asyncio.ensure_future(worker.run()), asyncio.ensure_future(_refresh(credentials))]
         await stop.wait()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        left = await deliverer.stop(conf.SHUTDOWN_GRACE_SECONDS)
-        if left:
-            await store.release(left)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await deliverer.stop(conf.SHUTDOWN_GRACE_SECONDS)
+        released = await store.release_all()
         await store.close()
-        logger.info("webhook worker stopped", extra={"released": len(left)})
+        logger.info("webhook worker stopped", extra={"released": released})
+
+
+async def _refresh(credentials: CredentialsCache) -> None:
+    # Servers hear of changed apps through model signals and the Redis bus; this process does not,
+    # so a rotated secret or an edited webhook reaches it within this many seconds.
+    while True:
+        await asyncio.sleep(CREDENTIALS_REFRESH_SECONDS)
+        credentials.invalidate()
