@@ -165,8 +165,7 @@ class Deliverer:
             http_status, error = await self._post(app, target, batch)
             now = timezone.now()
             if http_status is not None and 200 <= http_status < 300:
-                if not await store.attempted(batch, WebhookDelivery.DELIVERED, http_status, ""):
-                    return  # another worker took the row over meanwhile: its outcome counts
+                store.delivered(batch, http_status)
                 for name in names:
                     stats.incr("webhooks_sent", (app.id, name))
                 stats.incr("queue_jobs_processed", ("webhooks",))

@@ -164,6 +164,8 @@ class Webhooks:
         await self._tasks.cancel()
         await self.deliverer.stop(max(0.0, deadline - time.monotonic()))
         try:
+            # Recorded first: what was delivered must not be handed back as pending.
+            await self.store.flush_delivered()
             await self.store.release_all()
         except DatabaseError:
             logger.warning("webhook leases not released at stop; they run out")

@@ -29,6 +29,9 @@ from ..models import WebhookDelivery
 
 T = TypeVar("T")
 
+# Deliveries made within this many seconds are recorded in one UPDATE.
+DELIVERED_WINDOW = 0.05
+
 logger = logging.getLogger(__name__)
 
 
@@ -98,10 +101,53 @@ class Store:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="realtime-outbox")
         # Whether any lease was ever taken: a process that never held one has none to release.
         self._leased = False
+        # Deliveries made and not yet recorded: (id, attempts, HTTP status, URL).
+        self._delivered: list[tuple[uuid.UUID, int, int, str]] = []
+        self._marking: asyncio.Task[None] | None = None
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(_guarded, function, *args))
+
+    def delivered(self, batch: Batch, http_status: int) -> None:
+        """Record that ``batch`` was delivered, together with the others delivered within
+        ``DELIVERED_WINDOW`` seconds (one ``UPDATE`` for them all). Until it lands the row is still
+        pending: a crash in between sends it again, under the same delivery id."""
+        self._delivered.append((batch.id, batch.attempts, http_status, batch.url))
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.ensure_future(self._mark_delivered())
+
+    async def flush_delivered(self) -> None:
+        """Until every delivery recorded so far is written (a stop must not hand them back)."""
+        if self._marking is not None and not self._marking.done():
+            await self._marking
+
+    async def _mark_delivered(self) -> None:
+        await asyncio.sleep(DELIVERED_WINDOW)
+        while self._delivered:
+            marks, self._delivered = self._delivered, []
+            try:
+                await self._run(self._update_delivered, marks)
+            except Exception:
+                # The rows stay pending under a lease that runs out: sent again, same delivery id.
+                logger.exception("webhook deliveries not recorded", extra={"batches": len(marks)})
+
+    def _update_delivered(self, marks: list[tuple[uuid.UUID, int, int, str]]) -> None:
+        groups: dict[tuple[int, int, str], list[uuid.UUID]] = {}
+        for delivery_id, attempts, http_status, url in marks:
+            groups.setdefault((attempts, http_status, url), []).append(delivery_id)
+        now = timezone.now()
+        for (attempts, http_status, url), ids in groups.items():
+            WebhookDelivery.objects.filter(id__in=ids, lease_owner=self.owner).update(
+                status=WebhookDelivery.DELIVERED,
+                attempts=attempts,
+                last_status=http_status,
+                last_error="",
+                url=url,
+                delivered=now,
+                lease_owner="",
+                lease_until=None,
+            )
 
     async def close(self) -> None:
         """Close the thread's database connection and stop the thread."""
@@ -183,9 +229,10 @@ class Store:
         error: str,
         next_attempt: dt.datetime | None = None,
     ) -> bool:
-        """Record an attempt's outcome: ``status`` is ``delivered``, ``failed`` (for good) or
-        ``pending`` (retried at ``next_attempt``). False when this owner no longer holds the row's
-        lease (another worker took it over): nothing is recorded and the caller lets it go."""
+        """Record a failed attempt's outcome: ``status`` is ``failed`` (for good) or ``pending``
+        (retried at ``next_attempt``); deliveries go through ``delivered``. False when this owner
+        no longer holds the row's lease (another worker took it over): nothing is recorded and the
+        caller lets it go."""
         return await self._run(self._attempted, batch, status, http_status, error, next_attempt)
 
     def _attempted(
@@ -205,9 +252,7 @@ class Store:
             "last_status": http_status,
             "last_error": error[:300],
         }
-        if status == WebhookDelivery.DELIVERED:
-            fields.update(delivered=now, lease_owner="", lease_until=None)
-        elif status == WebhookDelivery.FAILED:
+        if status == WebhookDelivery.FAILED:
             fields.update(lease_owner="", lease_until=None)
         else:
             fields["next_attempt"] = next_attempt or now

@@ -68,6 +68,7 @@ class Command(BaseCommand):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await deliverer.stop(conf.SHUTDOWN_GRACE_SECONDS)
+        await store.flush_delivered()
         released = await store.release_all()
         await store.close()
         logger.info("webhook worker stopped", extra={"released": released})
