@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from compare import (
     run_loadgen,
     wait_until_quiet,
 )
+from metrics_overhead import median
 
 HERE = Path(__file__).resolve().parent
 EVENTS = ["channel_occupied", "channel_vacated", "member_added", "member_removed", "cache_miss"]
@@ -88,11 +88,6 @@ def one_run(hooks: bool, scenario: str, extra: list[str], timeout: float, logs: 
         lines = out.strip().splitlines()
         result["webhooks_received"] = json.loads(lines[-1]) if lines else None
     return result
-
-
-def median(results: list[dict[str, Any]], path: str) -> float | None:
-    values = [v for v in (dig(r, path) for r in results) if isinstance(v, int | float)]
-    return round(statistics.median(values), 4) if values else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Shared fixtures: real `realtime_serve` processes and `redis-server` instances on loopback."""
+"""Shared fixtures: real `realtime_serve` processes, `redis-server` instances and webhook receivers on
+loopback."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pusher
 import pytest
+
+if TYPE_CHECKING:
+    from tests.webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -319,6 +323,24 @@ def start_server(
     for server in started:
         with contextlib.suppress(Exception):
             server.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def receivers() -> Iterator[Callable[..., Receiver]]:
+    """Make loopback webhook endpoints, ``Receiver(**options)`` of tests/webhook_receiver.py, all shut
+    down at the end."""
+    from tests.webhook_receiver import Receiver  # which imports this module
+
+    made: list[Receiver] = []
+
+    def make(**options: Any) -> Receiver:
+        receiver = Receiver(**options)
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in made:
+        receiver.down()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError
@@ -67,7 +68,11 @@ class Webhooks:
         )
         self._tasks = TaskSet()
         self._worker: asyncio.Task[None] | None = None
-        self._delayed: dict[asyncio.TimerHandle, Delayed] = {}
+        # Delayed events in the order they fall due (the delay is the same for all): one task
+        # wakes for them, instead of a timer and a task per event.
+        self._delayed: deque[tuple[float, Delayed]] = deque()
+        self._delayed_task: asyncio.Future[None] | None = None
+        self._delayed_sleeping = False
         # Delayed events due now: a stop decides them at once instead of dropping their timers.
         self._due: list[Delayed] = []
         self._stopping = False
@@ -108,13 +113,32 @@ class Webhooks:
             self._due.append(entry)
             return
         loop = asyncio.get_running_loop()
+        self._delayed.append((loop.time() + self.conf.WEBHOOK_DELAY_SECONDS, entry))
+        if self._delayed_task is None or self._delayed_task.done():
+            self._delayed_task = self._tasks.spawn(self._run_delayed())
 
-        def due() -> None:
-            self._delayed.pop(handle, None)
-            self._tasks.spawn(self._emit_if_still_true(*entry))
-
-        handle = loop.call_later(self.conf.WEBHOOK_DELAY_SECONDS, due)
-        self._delayed[handle] = entry
+    async def _run_delayed(self) -> None:
+        loop = asyncio.get_running_loop()
+        delayed = self._delayed
+        while delayed:
+            wait = delayed[0][0] - loop.time()
+            if wait > 0:
+                self._delayed_sleeping = True
+                try:
+                    await asyncio.sleep(wait)
+                finally:
+                    self._delayed_sleeping = False
+                continue
+            now = loop.time()
+            due: list[Delayed] = []
+            while delayed and delayed[0][0] <= now:
+                due.append(delayed.popleft()[1])
+            results = await asyncio.gather(
+                *(self._emit_if_still_true(*entry) for entry in due), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, Exception):
+                    logger.error("delayed webhook event failed", exc_info=result)
 
     def pending(self) -> int:
         """Batches not delivered yet that this process holds (uncommitted or held by its worker)."""
@@ -130,9 +154,10 @@ class Webhooks:
         still true about its sockets is decided while the state can still be asked, rather than
         lost with the timers. Idempotent."""
         self._stopping = True
-        for handle, entry in list(self._delayed.items()):
-            handle.cancel()
-            self._due.append(entry)
+        # Only a sleeping task is cancelled: one deciding events finishes them (stop waits).
+        if self._delayed_task is not None and self._delayed_sleeping:
+            self._delayed_task.cancel()
+        self._due.extend(entry for _, entry in self._delayed)
         self._delayed.clear()
 
     async def decide_delayed(self) -> None:

@@ -1,10 +1,10 @@
 """The webhook outbox end to end: batches committed, then delivered at least once, whatever happens.
 
-A loopback ``Receiver`` that can be down (nothing listening) and come up on the same port, answer
-500, time out or be slow stands in for the app's endpoint. Asserted: a node killed with SIGKILL
-loses nothing (its restart, or another node sharing the database, delivers once the dead leases
-run out), every attempt of a batch carries the same ``X-Realtime-Delivery-Id``, retries back off
-and end as ``failed`` (in the table and the metrics), events are batched (at most
+A loopback ``Receiver`` (tests/webhook_receiver.py) that can be down (nothing listening) and come up
+on the same port, answer 500, time out or be slow stands in for the app's endpoint. Asserted: a node
+killed with SIGKILL loses nothing (its restart, or another node sharing the database, delivers once
+the dead leases run out), every attempt of a batch carries the same ``X-Realtime-Delivery-Id``,
+retries back off and end as ``failed`` (in the table and the metrics), events are batched (at most
 ``WEBHOOK_BATCH_SIZE`` per request), apps never share a request, and a slow URL holds up no other.
 """
 
@@ -14,202 +14,29 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pusher
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import RedisProcess, ServerProcess, free_port
+from tests.conftest import RedisProcess, ServerProcess
 from tests.pusher_client import PusherSocket
-
-EVENT_TYPES = [
-    "channel_occupied",
-    "channel_vacated",
-    "member_added",
-    "member_removed",
-    "client_event",
-    "cache_miss",
-]
-DELIVERY_ID = "X-Realtime-Delivery-Id"
-
-
-@dataclass
-class Hit:
-    """One request the receiver got: when its headers arrived (monotonic), what it carried, and what
-    was answered when (None until then)."""
-
-    at: float
-    headers: dict[str, str]
-    body: bytes
-    status: int | None = None
-    answered: float | None = None
-
-    @property
-    def delivery_id(self) -> str:
-        return self.headers[DELIVERY_ID]
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return json.loads(self.body)
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return self.payload["events"]
-
-
-@dataclass
-class Answer:
-    """How to answer one request: wait ``delay`` seconds, then send ``status``."""
-
-    status: int = 200
-    delay: float = 0.0
-
-
-class Receiver:
-    """A webhook endpoint on a fixed loopback port: ``up()`` and ``down()`` at will (same port),
-    answering each request by the next of ``script``, then by ``default``."""
-
-    def __init__(self, up: bool = True, default: Answer | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.hits: list[Hit] = []
-        self.script: list[Answer] = []
-        self.default = default or Answer()
-        self.lock = threading.Lock()
-        self.httpd: ThreadingHTTPServer | None = None
-        if up:
-            self.up()
-
-    def up(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                at = time.monotonic()
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hit = Hit(at, dict(self.headers), body)
-                with receiver.lock:
-                    receiver.hits.append(hit)
-                    answer = receiver.script.pop(0) if receiver.script else receiver.default
-                if answer.delay:
-                    time.sleep(answer.delay)
-                hit.status, hit.answered = answer.status, time.monotonic()
-                # The sender may have given up meanwhile (a timeout): nobody to answer then.
-                with contextlib.suppress(OSError):
-                    self.send_response(answer.status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            allow_reuse_address = True
-            block_on_close = False
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.httpd = Server(("127.0.0.1", self.port), Handler)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def down(self) -> None:
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
-
-    def snapshot(self) -> list[Hit]:
-        with self.lock:
-            return sorted(self.hits, key=lambda hit: hit.at)
-
-    def events(self, accepted_only: bool = False) -> list[tuple[Hit, dict[str, Any]]]:
-        """Every event received, with its request, ordered by (request arrival, position in body)."""
-        return [
-            (hit, event)
-            for hit in self.snapshot()
-            if not accepted_only or (hit.status is not None and 200 <= hit.status < 300)
-            for event in hit.events
-        ]
-
-    def named(self, name: str, channel_prefix: str = "") -> list[dict[str, Any]]:
-        return [e for _, e in self.events() if e["name"] == name and e["channel"].startswith(channel_prefix)]
-
-    async def wait(self, predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; got {[e for _, e in self.events()]}")
-            await asyncio.sleep(0.05)
-
-    async def wait_channels(self, name: str, channels: set[str], timeout: float = 15) -> None:
-        """Until an event ``name`` has arrived for every one of ``channels``."""
-        await self.wait(
-            lambda: channels <= {e["channel"] for _, e in self.events() if e["name"] == name},
-            f"{name} of {len(channels)} channels",
-            timeout,
-        )
-
-
-@pytest.fixture
-def receivers() -> Iterator[Callable[..., Receiver]]:
-    """Make ``Receiver``s, all shut down at the end."""
-    made: list[Receiver] = []
-
-    def make(**options: Any) -> Receiver:
-        receiver = Receiver(**options)
-        made.append(receiver)
-        return receiver
-
-    yield make
-    for receiver in made:
-        receiver.down()
-
-
-def hooks(url: str, event_types: list[str] | None = None) -> str:
-    return json.dumps([{"url": url, "event_types": event_types or EVENT_TYPES}])
+from tests.webhook_receiver import (
+    EVENT_TYPES,
+    Answer,
+    Receiver,
+    assert_one_delivery_per_event,
+    assert_signed,
+    hooks,
+)
 
 
 def hooked_env(receiver: Receiver, **env: str) -> dict[str, str]:
     return {"DEFAULT_APP_WEBHOOKS": hooks(receiver.url), "WEBHOOK_DELAY_SECONDS": "0.5", **env}
-
-
-def assert_signed(hits: list[Hit], key: str, sdk: pusher.Pusher) -> None:
-    """Every request is signed by the app ``key`` (``sdk``'s) over its exact body (the official
-    SDK's check)."""
-    for hit in hits:
-        assert hit.headers["X-Pusher-Key"] == key
-        payload = sdk.validate_webhook(key, hit.headers["X-Pusher-Signature"], hit.body.decode())
-        assert payload is not None, hit
-        assert isinstance(payload["time_ms"], int)
-
-
-def assert_one_delivery_per_event(receiver: Receiver, name: str) -> dict[str, str]:
-    """Each ``name`` event (by channel) arrived under one delivery id however often it arrived, and
-    every attempt of a delivery id carried the same body; returns channel -> delivery id."""
-    bodies: dict[str, bytes] = {}
-    ids: dict[str, set[str]] = {}
-    for hit in receiver.snapshot():
-        assert bodies.setdefault(hit.delivery_id, hit.body) == hit.body, "a retry changed the body"
-        for event in hit.events:
-            if event["name"] == name:
-                ids.setdefault(event["channel"], set()).add(hit.delivery_id)
-    doubled = {channel: found for channel, found in ids.items() if len(found) > 1}
-    assert not doubled, f"events sent under several delivery ids: {doubled}"
-    return {channel: found.pop() for channel, found in ids.items()}
 
 
 async def subscribe_all(client: PusherSocket, channels: list[str]) -> None:

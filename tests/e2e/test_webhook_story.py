@@ -14,10 +14,9 @@ from typing import Any
 
 from tests.conftest import RedisProcess, ServerProcess
 from tests.pusher_client import PusherSocket
+from tests.webhook_receiver import Receiver
 
-from .test_webhook_outbox import Receiver, hooked_env, receivers, wait_ready
-
-__all__ = ["receivers"]  # the fixture, shared with the outbox tests
+from .test_webhook_outbox import hooked_env, wait_ready
 
 DELAY = 1.0  # WEBHOOK_DELAY_SECONDS
 

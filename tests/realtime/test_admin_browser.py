@@ -16,10 +16,8 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ import pytest
 import websockets
 
 from tests.pusher_client import PusherSocket
+from tests.webhook_receiver import Answer, Receiver, hooks
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PASSWORD = "browser-test-password-0123"
@@ -188,41 +187,10 @@ async def test_log_in_and_see_the_app_list(start_server, page: Page, tmp_path: P
     assert "browser-shop" in change and secret not in change and secret[-4:] in change
 
 
-class Receiver:
-    """A loopback webhook endpoint answering ``status`` (change it at will); ``hits`` records each
-    request as (status answered, headers, body)."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-        self.hits: list[tuple[int, dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = receiver.status
-                receiver.hits.append((status, dict(self.headers), body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def failing_receiver() -> Iterator[Receiver]:
-    receiver = Receiver(500)
-    yield receiver
-    receiver.close()
+def failing_receiver(receivers: Callable[..., Receiver]) -> Receiver:
+    """A loopback webhook endpoint answering 500 (until its ``default`` is changed)."""
+    return receivers(default=Answer(500))
 
 
 async def rows_text(page: Page) -> list[str]:
@@ -236,11 +204,10 @@ async def test_redeliver_a_failed_delivery(
     start_server, failing_receiver: Receiver, page: Page, tmp_path: Path
 ) -> None:
     receiver = failing_receiver
-    hooks = [{"url": receiver.url, "event_types": ["channel_occupied"]}]
     # Retried for 2 s at most: the delivery fails for good after a few attempts.
     server = start_server(
         {
-            "DEFAULT_APP_WEBHOOKS": json.dumps(hooks),
+            "DEFAULT_APP_WEBHOOKS": hooks(receiver.url, ["channel_occupied"]),
             "WEBHOOK_RETRY_SECONDS": "2",
             "WEBHOOK_POLL_SECONDS": "0.2",
         }
@@ -262,23 +229,23 @@ async def test_redeliver_a_failed_delivery(
     [row] = await rows_text(page)
     assert "channel_occupied" in row and receiver.url in row and "HTTP 500" in row
     delivery_id = await page.evaluate("document.querySelector('#result_list input.action-select').value")
-    attempts = [(status, headers) for status, headers, _ in receiver.hits]
-    assert attempts and all(status == 500 for status, _ in attempts)
-    assert {headers["X-Realtime-Delivery-Id"] for _, headers in attempts} == {delivery_id}
+    attempts = receiver.snapshot()
+    assert attempts and all(hit.status == 500 for hit in attempts)
+    assert {hit.delivery_id for hit in attempts} == {delivery_id}
 
-    receiver.status = 200  # the receiver is back
+    receiver.default = Answer(200)  # the receiver is back
     await page.evaluate(f"document.querySelector('input.action-select[value=\"{delivery_id}\"]').click()")
     await page.evaluate("document.querySelector('select[name=action]').value = 'redeliver'")
     await page.follow("document.querySelector('button[name=index]').click()")
     messages = await page.evaluate("document.querySelector('ul.messagelist').innerText")
     assert "1 failed delivery queued for redelivery" in messages
 
-    async with asyncio.timeout(10):
-        while not any(status == 200 for status, _, _ in receiver.hits):
-            await asyncio.sleep(0.1)
-    [(_, headers, body)] = [hit for hit in receiver.hits if hit[0] == 200]
-    assert headers["X-Realtime-Delivery-Id"] == delivery_id
-    assert body == receiver.hits[0][2]  # the same request, sent again
+    await receiver.wait(
+        lambda: any(hit.status == 200 for hit in receiver.snapshot()), "the redelivery", timeout=10
+    )
+    [redelivered] = [hit for hit in receiver.snapshot() if hit.status == 200]
+    assert redelivered.delivery_id == delivery_id
+    assert redelivered.body == attempts[0].body  # the same request, sent again
 
     deadline = time.monotonic() + 10
     while True:

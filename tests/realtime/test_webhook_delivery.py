@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import threading
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,45 +26,16 @@ from realtime.webhooks import delivery as delivery_module
 from realtime.webhooks.delivery import DELIVERY_ID_HEADER, Deliverer
 from realtime.webhooks.outbox import Outbox
 from realtime.webhooks.store import Batch, Store
+from tests.webhook_receiver import Answer, Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EMPTY = '{"time_ms":1,"events":[]}'
 
 
-class Receiver:
-    """Answers each POST with the next of ``statuses`` (then 200), recording what it got."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.statuses = list(statuses or [])
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
+def receiver(receivers: Callable[..., Receiver]) -> Receiver:
+    return receivers()
 
 
 def make_app(app_id: str, url: str, headers: dict[str, str] | None = None) -> tuple[App, Webhook]:
@@ -168,30 +137,30 @@ async def test_delivered_signed_with_a_delivery_id(receiver: Receiver) -> None:
     events = [{"name": "channel_occupied", "channel": f"d{n}"} for n in range(3)]
     stats, deliverer = await deliver(RealtimeSettings(), "4", events)
     await wait_until(lambda: rows()[0].status == "delivered")
-    [(headers, body)] = receiver.requests
+    [hit] = receiver.snapshot()
     [row] = await sync_to_async(rows)()
-    assert json.loads(body)["events"] == events
-    assert body.decode() == row.body
-    assert headers["X-Pusher-Key"] == "key4"
-    assert headers["X-Pusher-Signature"] == webhook_signature("secret4", body)
-    assert headers[DELIVERY_ID_HEADER] == str(row.id)
-    assert headers["Authorization"] == "Bearer x"
+    assert hit.events == events
+    assert hit.body.decode() == row.body
+    assert hit.headers["X-Pusher-Key"] == "key4"
+    assert hit.headers["X-Pusher-Signature"] == webhook_signature("secret4", hit.body)
+    assert hit.headers[DELIVERY_ID_HEADER] == str(row.id)
+    assert hit.headers["Authorization"] == "Bearer x"
     assert (row.attempts, row.last_status, row.delivered is not None) == (1, 200, True)
     assert stats.counters["webhooks_sent"][("4", "channel_occupied")] == 3
     assert stats.counters["queue_jobs_processed"][("webhooks",)] == 1
     await done(deliverer)
 
 
-async def test_retried_with_the_same_delivery_id_then_failed_for_good(monkeypatch) -> None:
+async def test_retried_with_the_same_delivery_id_then_failed_for_good(monkeypatch, receivers) -> None:
     monkeypatch.setattr(delivery_module, "FIRST_RETRY_SECONDS", 0.05)
-    flaky = Receiver([500, 503])
+    flaky = receivers(script=[Answer(500), Answer(503)])
     await sync_to_async(make_app)("5", flaky.url)
     stats, first = await deliver(RealtimeSettings(), "5", [{"name": "channel_occupied", "channel": "r"}])
     await wait_until(lambda: rows()[0].status == "delivered")
-    ids = {headers[DELIVERY_ID_HEADER] for headers, _ in flaky.requests}
-    assert len(flaky.requests) == 3 and len(ids) == 1
+    hits = flaky.snapshot()
+    assert [hit.status for hit in hits] == [500, 503, 200] and len({hit.delivery_id for hit in hits}) == 1
     assert stats.counters["webhook_retries"][("5", "channel_occupied")] == 2
-    flaky.statuses = [500] * 100
+    flaky.default = Answer(500)
     await sync_to_async(WebhookDelivery.objects.all().delete)()
     conf = RealtimeSettings(WEBHOOK_RETRY_SECONDS=0.3)
     stats, second = await deliver(conf, "5", [{"name": "channel_occupied", "channel": "f"}])
@@ -200,7 +169,6 @@ async def test_retried_with_the_same_delivery_id_then_failed_for_good(monkeypatc
     assert row.attempts >= 2 and row.last_status == 500 and row.last_error == "HTTP 500"
     assert stats.counters["webhooks_failed"][("5", "channel_occupied")] == 1
     assert stats.counters["queue_jobs_failed"][("webhooks",)] == 1
-    flaky.close()
     for deliverer in (first, second):
         await done(deliverer)
 
