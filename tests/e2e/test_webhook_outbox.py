@@ -218,6 +218,12 @@ async def test_a_batch_that_keeps_failing_ends_failed(start_server, receivers) -
     before = await asyncio.to_thread(counters, server)
     async with await PusherSocket.connect(server.ws_url()) as client:
         await subscribe_all(client, ["doomed"])
+        # While it is retried: one job held, and the backlog's age is showing.
+        pending = await wait_counters(
+            server, lambda s: total(s, "realtime_queue_oldest_job_age_seconds", queue="webhooks") > 0
+        )
+        assert total(pending, "realtime_queue_oldest_job_age_seconds", queue="webhooks") > 0
+        assert total(pending, "realtime_queue_active_jobs", queue="webhooks") == 1
         rows = await wait_rows(
             server.data_dir, lambda rows: rows and rows[0]["status"] == "failed", timeout=15
         )
@@ -242,6 +248,11 @@ async def test_a_batch_that_keeps_failing_ends_failed(start_server, receivers) -
     assert delta("realtime_webhook_retries_total", event="channel_occupied") == row["attempts"] - 1
     assert delta("realtime_webhooks_sent_total") == 0
     assert delta("realtime_queue_jobs_processed_total", queue="webhooks") == 0
+    settled = await wait_counters(
+        server, lambda s: total(s, "realtime_queue_oldest_job_age_seconds", queue="webhooks") == 0
+    )
+    assert total(settled, "realtime_queue_active_jobs", queue="webhooks") == 0
+    assert total(settled, "realtime_queue_oldest_job_age_seconds", queue="webhooks") == 0
 
 
 async def test_a_delivered_batch_is_counted_once(start_server, receivers) -> None:
@@ -271,6 +282,15 @@ async def test_a_delivered_batch_is_counted_once(start_server, receivers) -> Non
     assert delta("realtime_queue_jobs_processed_total", queue="webhooks") == 1
     assert delta("realtime_queue_jobs_failed_total", queue="webhooks") == 0
     assert delta("realtime_webhook_retries_total") == 0
+    assert delta("realtime_queue_job_duration_seconds_count", queue="webhooks") == 1
+    assert delta("realtime_webhook_duration_seconds_count") == 1
+    # The live levels are back where they were once the batch is delivered (and the worker's next
+    # pass has seen the outbox empty).
+    settled = await wait_counters(
+        server, lambda s: total(s, "realtime_queue_oldest_job_age_seconds", queue="webhooks") == 0
+    )
+    for gauge in ("realtime_queue_active_jobs", "realtime_queue_oldest_job_age_seconds"):
+        assert total(settled, gauge, queue="webhooks") == total(before, gauge, queue="webhooks") == 0
 
 
 async def test_a_burst_is_batched_within_the_batch_size(start_server, receivers) -> None:
