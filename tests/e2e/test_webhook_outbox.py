@@ -214,7 +214,9 @@ async def test_failed_attempts_are_retried_with_the_same_delivery_id(start_serve
 
 async def test_a_batch_that_keeps_failing_ends_failed(start_server, receivers) -> None:
     receiver = receivers(default=Answer(500))
-    server = start_server(hooked_env(receiver, WEBHOOK_RETRY_SECONDS="3"))
+    # Occupied only: the vacated event of the client leaving would be a second job in the gauges.
+    only = hooks(receiver.url, ["channel_occupied"])
+    server = start_server(hooked_env(receiver, WEBHOOK_RETRY_SECONDS="3", DEFAULT_APP_WEBHOOKS=only))
     before = await asyncio.to_thread(counters, server)
     async with await PusherSocket.connect(server.ws_url()) as client:
         await subscribe_all(client, ["doomed"])
@@ -258,7 +260,8 @@ async def test_a_batch_that_keeps_failing_ends_failed(start_server, receivers) -
 async def test_a_delivered_batch_is_counted_once(start_server, receivers) -> None:
     receiver = receivers()
     # A wide batching window: the burst is one batch for sure.
-    server = start_server(hooked_env(receiver, WEBHOOK_BATCH_SECONDS="0.5"))
+    only = hooks(receiver.url, ["channel_occupied"])
+    server = start_server(hooked_env(receiver, WEBHOOK_BATCH_SECONDS="0.5", DEFAULT_APP_WEBHOOKS=only))
     channels = [f"counted-{i}" for i in range(7)]
     before = await asyncio.to_thread(counters, server)
     async with await PusherSocket.connect(server.ws_url()) as client:
