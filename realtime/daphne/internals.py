@@ -43,7 +43,7 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
     from daphne.server import Server
     from daphne.ws_protocol import WebSocketProtocol as DaphneWebSocketProtocol
     from twisted.internet import abstract, tcp
-    from twisted.web.http import HTTPChannel
+    from twisted.web.http import HTTPChannel, Request
 
     return [
         # writer.FrameWriter
@@ -84,6 +84,10 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
             lambda: callable(abstract.FileDescriptor.unregisterProducer),
         ),
         ("Twisted twisted.web.http.HTTPChannel", lambda: isinstance(HTTPChannel, type)),
+        (
+            "Twisted Request(parsePOSTFormSubmission=...)",
+            lambda: "parsePOSTFormSubmission" in _parameters(Request.__init__),
+        ),
         # server.RealtimeServer
         ("daphne Server.run builds ws_factory", lambda: _stores(Server.run, "ws_factory", "listen_error")),
         (

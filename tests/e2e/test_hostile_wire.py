@@ -150,3 +150,23 @@ def test_a_slow_request_is_closed_at_its_deadline(hostile_server) -> None:
             pass
         assert closed(sock)
         assert time.monotonic() - started < 5
+
+
+def test_a_malformed_form_body_is_the_applications_to_judge(hostile_server) -> None:
+    # Twisted would parse a multipart body itself (and answer one without a boundary with a 400 and
+    # a hang-up); daphne hands bodies to the application, so the API answers, and the connection
+    # stays usable.
+    body = b"--x\r\nnot a part at all"
+    path = f"/apps/{APP_ID}/events"
+    request = (
+        f"POST {path}?{signed(path, body=body)} HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: multipart/form-data\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with raw(hostile_server) as sock:
+        sock.sendall(request)
+        first = read_response(sock)
+        sock.sendall(request)
+        second = read_response(sock)
+    for answer in (first, second):
+        assert answer.startswith(b"HTTP/1.1 415"), answer[:200]  # the API takes JSON bodies only
+        assert b'{"error": ' in answer
