@@ -85,6 +85,10 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
         ),
         ("Twisted twisted.web.http.HTTPChannel", lambda: isinstance(HTTPChannel, type)),
         (
+            "daphne HTTPFactory.log(request), from Twisted",
+            lambda: _parameters(HTTPFactory.log) == ["self", "request"],
+        ),
+        (
             "Twisted Request(parsePOSTFormSubmission=...)",
             lambda: "parsePOSTFormSubmission" in _parameters(Request.__init__),
         ),
