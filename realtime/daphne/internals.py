@@ -11,6 +11,7 @@ and the versions it is tested with, instead of degrading.
 from __future__ import annotations
 
 import inspect
+import pprint
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
@@ -34,6 +35,7 @@ def _parameters(function: Callable[..., object]) -> list[str]:
 
 def _checks() -> list[tuple[str, Callable[[], bool]]]:
     from autobahn.twisted.websocket import WebSocketServerFactory
+    from autobahn.websocket import protocol as autobahn_protocol
     from autobahn.websocket.protocol import WebSocketProtocol, WebSocketServerProtocol
     from autobahn.websocket.types import ConnectionDeny
     from channels.consumer import AsyncConsumer
@@ -75,6 +77,13 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
             lambda: _parameters(WebSocketProtocol.sendClose)[:3] == ["self", "code", "reason"],
         ),
         ("daphne WebSocketProtocol.onOpen", lambda: callable(DaphneWebSocketProtocol.onOpen)),
+        (
+            "autobahn WebSocketProtocol._connectionMade logs its settings through the module's pformat",
+            lambda: (
+                getattr(autobahn_protocol, "pformat", None) is pprint.pformat
+                and "pformat" in WebSocketProtocol._connectionMade.__code__.co_names
+            ),
+        ),
         (
             "daphne WebSocketProtocol.onConnect keeps clean_headers and application_deferred",
             lambda: _stores(DaphneWebSocketProtocol.onConnect, "clean_headers", "application_deferred"),

@@ -9,10 +9,12 @@ while something waits in them.
 from __future__ import annotations
 
 import asyncio
+import pprint
 from collections import deque
 from types import MappingProxyType
 from typing import Any
 
+from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.types import ConnectionDeny
 from daphne.ws_protocol import WebSocketProtocol as DaphneWebSocketProtocol
 from twisted.internet import tcp
@@ -116,6 +118,23 @@ def _decodable(request: Any) -> bool:
     return True
 
 
+class _LazyPretty:
+    """``pprint.pformat(value)`` when formatted, and only then."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return format(pprint.pformat(self.value), spec)
+
+    def __str__(self) -> str:
+        return pprint.pformat(self.value)
+
+    __repr__ = __str__
+
+
 class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
     """daphne's WebSocket protocol, minus what only the opening handshake needed.
 
@@ -211,6 +230,18 @@ class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
         if (sync or chopsize) and self._send_queue is None:
             self._send_queue = deque()
         super().sendData(data, sync, chopsize)
+
+    def _connectionMade(self) -> None:
+        # autobahn pretty-prints its 40-odd settings for a debug line on every connection, whether
+        # or not debug logging is on: a fifth of a connection's CPU. For the length of the call
+        # the module's pformat is a lazy one (the reactor runs one call at a time), so the text is
+        # made only if the line is logged.
+        eager = autobahn_protocol.pformat
+        autobahn_protocol.pformat = _LazyPretty
+        try:
+            super()._connectionMade()
+        finally:
+            autobahn_protocol.pformat = eager
 
     def onConnect(self, request: Any) -> Any:
         # daphne decodes the path and every header name as ASCII, each value as latin-1 and the

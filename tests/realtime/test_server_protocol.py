@@ -69,3 +69,30 @@ async def test_an_open_socket_keeps_no_handshake_data() -> None:
         assert isinstance(protocol._send_queue, deque)
     finally:
         server.connections[protocol]["application_instance"].cancel()
+
+
+def test_autobahns_settings_line_is_formatted_only_when_logged(monkeypatch) -> None:
+    import pprint
+
+    from autobahn.websocket import protocol as autobahn_protocol
+    from twisted.logger import formatEvent
+
+    from realtime.daphne.protocol import _LazyPretty
+
+    settings = [("openHandshakeTimeout", 5, "WebSocketServerFactory"), ("versions", [8, 13], "x")]
+    # Logged: exactly the text autobahn would have made.
+    assert formatEvent({"log_format": "\n{attrs}", "attrs": _LazyPretty(settings)}) == "\n" + pprint.pformat(
+        settings
+    )
+    # Not logged (debug off, the default): never pretty-printed.
+    calls: list[object] = []
+    monkeypatch.setattr(pprint, "pformat", lambda value, *a, **k: calls.append(value) or "")
+    server = RealtimeServer(application=None, endpoints=["tcp:port=0"])
+    server.connections = {}
+    server.ws_factory = WebSocketFactory(server, server="realtime")
+    protocol = server.ws_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+    protocol.makeConnection(StringTransport())
+    assert calls == []
+    # And the module's own pformat is back once the connection is set up.
+    monkeypatch.undo()
+    assert autobahn_protocol.pformat is pprint.pformat
