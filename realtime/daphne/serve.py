@@ -9,6 +9,7 @@ from daphne.endpoints import build_endpoint_description_strings
 
 from ..conf import get_settings
 from ..runtime import Runtime, get_runtime
+from .heap import settle_heap
 from .internals import verify_internals
 from .startup import ServeError, ServeOptions, prepare_apps
 from .web import Limits
@@ -81,6 +82,7 @@ def _run_daphne(options: ServeOptions, runtime: Runtime, out: TextIO) -> None:
             out.flush()
 
     def ready() -> None:
+        settle_heap()
         shutdown = install_shutdown_handlers(server, runtime)
         runtime.tasks.spawn(start())
         if options.supervisor_pid is not None:

@@ -190,4 +190,12 @@ class RealtimeWebRequest(WebRequest):
             value = headers.getRawHeaders(ROOT_PATH_HEADER)[0]
             if not is_trusted(peer, self.channel.limits.trusted) or not value.isascii():
                 headers.removeHeader(ROOT_PATH_HEADER)
-        return super().process()
+        result = super().process()
+        channel = self.channel
+        if self.transport is None and channel is not None and channel.requests == [self]:
+            # daphne handed the connection to a WebSocket protocol; the upgrade request never
+            # finishes, so it and its channel would point at each other until the cycle collector
+            # found them (24 objects per connection, and most of the full collections' work
+            # while sockets connect). Cut the cycle so they go now.
+            channel.requests = []
+        return result

@@ -96,3 +96,43 @@ def test_autobahns_settings_line_is_formatted_only_when_logged(monkeypatch) -> N
     # And the module's own pformat is back once the connection is set up.
     monkeypatch.undo()
     assert autobahn_protocol.pformat is pprint.pformat
+
+
+async def test_an_upgraded_connection_leaves_no_cycle_to_collect() -> None:
+    import gc
+    import weakref
+
+    from daphne.http_protocol import HTTPFactory
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            await receive()
+
+    server = RealtimeServer(application=application, endpoints=["tcp:port=0"])
+    server.connections = {}
+    server.ws_factory = WebSocketFactory(server, server="realtime")
+    server.ws_factory.setProtocolOptions(allowNullOrigin=True)
+    server.http_factory = HTTPFactory(server)
+    channel = server.http_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
+    channel.makeConnection(transport)
+    gc.disable()
+    try:
+        channel.dataReceived(UPGRADE)
+        protocol = transport.protocol
+        assert isinstance(protocol, RealtimeWebSocketProtocol)
+        await asyncio.sleep(0)
+        protocol.serverAccept()
+        assert protocol.state == protocol.STATE_OPEN
+        held = weakref.ref(channel)
+        (upgrade,) = [weakref.ref(p) for p in server.connections if p is not protocol]
+        del channel
+        # daphne's application checker forgets a request marked disconnected on its next pass.
+        assert server.connections[upgrade()].get("disconnected")
+        del server.connections[upgrade()]
+        # Then both are freed by reference counting alone, with no cycle left to collect.
+        assert upgrade() is None
+        assert held() is None
+    finally:
+        gc.enable()
+        server.connections[protocol]["application_instance"].cancel()
