@@ -18,6 +18,7 @@ The metrics site is never served here: it has a private listener of its own (the
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from .api.asgi import ApiApplication
@@ -74,15 +75,32 @@ class RealtimeApplication:
         # No app key: the consumer answers 4005 (path not found), as Pusher does.
         return self.consumer, scope
 
+    def route_api(self, scope: dict[str, Any]) -> tuple[ASGIApp, dict[str, Any]] | None:
+        """The HTTP API's handler for an ``http`` scope and the scope it gets, or None when the
+        path is not the API's (without running either).
+
+        ``realtime.daphne`` follows this to serve API requests without daphne's per-request
+        machinery; any other path goes through the server as usual.
+        """
+        prefix = get_settings().PATH_PREFIX
+        path = scope["path"]
+        if not path.startswith(prefix):
+            return None
+        match = self.api.match(path[len(prefix) :])
+        if match is None:
+            return None
+        routed = dict(scope, root_path=scope.get("root_path", "") + prefix) if prefix else scope
+        return partial(self.api.serve, match), routed
+
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        api = self.route_api(scope)
+        if api is not None:
+            handler, routed = api
+            return await handler(routed, receive, send)
         prefix = get_settings().PATH_PREFIX
         path = scope["path"]
         if path.startswith(prefix):
             rest = path[len(prefix) :]
-            match = self.api.match(rest)
-            if match is not None:
-                routed = dict(scope, root_path=scope.get("root_path", "") + prefix) if prefix else scope
-                return await self.api.serve(match, routed, receive, send)
             if rest in ("/health", "/ready"):
                 return await _health(rest == "/ready", send)
         if self.http is None:

@@ -40,6 +40,7 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
     from autobahn.websocket.types import ConnectionDeny
     from channels.consumer import AsyncConsumer
     from channels.routing import ProtocolTypeRouter, URLRouter
+    from daphne import utils as daphne_utils
     from daphne.access import AccessLogGenerator
     from daphne.http_protocol import HTTPFactory, WebRequest
     from daphne.server import Server
@@ -166,6 +167,26 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
                 and ConnectionDeny.BAD_REQUEST == 400
             ),
         ),
+        # front.FrontChannel
+        (
+            "daphne HEADER_NAME_RE and INVALID_HEADER_VALUE_BYTES, as WebRequest.process checks",
+            lambda: (
+                _stores(inspect.unwrap(WebRequest.process), "HEADER_NAME_RE", "INVALID_HEADER_VALUE_BYTES")
+                and daphne_utils.HEADER_NAME_RE.fullmatch(b"content-type") is not None
+                and 0x0B in daphne_utils.INVALID_HEADER_VALUE_BYTES
+            ),
+        ),
+        (
+            "daphne's upgrade gives the WebSocket protocol _raw_query_string and the transport",
+            lambda: _stores(
+                inspect.unwrap(WebRequest.process), "_raw_query_string", "ws_factory", "makeConnection"
+            ),
+        ),
+        (
+            "daphne Server root_path, server_name and proxy_forwarded_address_header",
+            lambda: _stores(Server.__init__, "root_path", "server_name", "proxy_forwarded_address_header"),
+        ),
+        ("Twisted tcp.Connection.protocol", lambda: _stores(tcp.Connection.__init__, "protocol")),
         # access_log
         (
             "daphne AccessLogGenerator(protocol, action, details)",

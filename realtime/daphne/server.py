@@ -18,6 +18,7 @@ from twisted.internet import tcp
 
 from ..conf import get_settings
 from ..connection.consumer import WRITER_EXTENSION
+from .front import FrontChannel, front_route
 from .protocol import RealtimeWebSocketProtocol, SocketInbox
 from .web import Limits, RealtimeHTTPChannel, RealtimeWebRequest
 from .writer import FrameWriter
@@ -66,12 +67,22 @@ class RealtimeServer(Server):
         factory.protocol = RealtimeHTTPChannel
         factory.timeOut = IDLE_TIMEOUT_SECONDS
         build = factory.buildProtocol
+        # The front reads every connection first (realtime.daphne.front), unless daphne takes
+        # client addresses from a proxy header or the application's HTTP side is not Realtime's.
+        route = None if self.proxy_forwarded_address_header else front_route(self.application)
 
-        def build_protocol(address: Any) -> Any:
+        def stock(address: Any) -> Any:
             channel = build(address)
             if channel is not None:
                 channel.requestFactory = RealtimeWebRequest
             return channel
+
+        def build_protocol(address: Any) -> Any:
+            if route is None:
+                return stock(address)
+            front = FrontChannel(self, route, partial(stock, address))
+            front.factory = factory
+            return front
 
         factory.buildProtocol = build_protocol
         # Twisted formats a combined-log line for every request into its legacy log (3 % of an API

@@ -16,6 +16,23 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import tcp
 
 
+def write_now(transport: tcp.Server, data: bytes) -> None:
+    """Send ``data`` on a TCP transport at once when Twisted holds nothing for it, else queue it
+    behind what Twisted holds (order kept). Twisted's own ``write`` waits for the reactor's next
+    pass, and registers and unregisters the socket for writing around it."""
+    if not transport.dataBuffer and not transport._tempDataLen and not transport.disconnecting:
+        try:
+            sent = transport.socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return  # the connection is gone; Twisted reports it on its next read
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
+
+
 class FrameWriter:
     """Writes pre-framed WebSocket messages to one daphne WebSocket protocol's TCP transport."""
 
@@ -30,18 +47,7 @@ class FrameWriter:
         protocol = self._protocol
         if protocol.state != WebSocketProtocol.STATE_OPEN:
             return
-        transport = self._transport
-        if not transport.dataBuffer and not transport._tempDataLen and not transport.disconnecting:
-            try:
-                sent = transport.socket.send(frame)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                return  # the connection is gone; Twisted reports it on its next read
-            if sent == len(frame):
-                return
-            frame = frame[sent:]
-        transport.write(frame)
+        write_now(self._transport, frame)
 
     def buffered(self) -> int:
         """Bytes written but not yet handed to the kernel (Twisted's buffer of this socket)."""
