@@ -146,7 +146,7 @@ class FrontChannel(Protocol):
             return
         end = data.find(b"\r\n\r\n")
         if end < 0:
-            if len(data) > MAX_HEAD_BYTES or b"\n\n" in data:  # too long, or lines ended by LF alone
+            if len(data) > MAX_HEAD_BYTES:
                 self._hand_over(self.stock(), data)
             else:
                 self._pending()

@@ -336,11 +336,3 @@ def test_head_has_no_body_and_keeps_the_connection(http_server) -> None:
         sock.sendall(get("/health"))
         health = reader.response()
         assert health.status == 200 and health.json() == {"status": "ok"}
-
-
-def test_lines_ended_by_a_bare_lf_are_still_read(http_server) -> None:
-    # RFC 9112 §2.2 lets a server accept LF alone as a line terminator; Twisted does.
-    with raw(http_server) as sock:
-        sock.sendall(get_channels().replace(b"\r\n", b"\n"))
-        response = Reader(sock).response()
-    assert response.status == 200 and "channels" in response.json()
