@@ -135,6 +135,48 @@ class _LazyPretty:
     __repr__ = __str__
 
 
+# autobahn's per-socket settings that an open socket still reads; each socket used to get its own
+# copy of the factory's values (18 attributes).
+_SETTINGS = tuple(
+    name
+    for name in (
+        *autobahn_protocol.WebSocketProtocol.CONFIG_ATTRS_COMMON,
+        "requireMaskedClientFrames",
+        "maskServerFrames",
+    )
+    if name != "openHandshakeTimeout"
+)
+
+# State autobahn sets on every open socket that keeps this value until the socket closes (the
+# close handshake, timeouts and auto-ping bookkeeping). An open socket drops its own copy while it
+# equals the class-level value below; autobahn's writes on closing put it back.
+_UNTIL_CLOSING: dict[str, Any] = {
+    "wasMaxFramePayloadSizeExceeded": False,
+    "wasMaxMessagePayloadSizeExceeded": False,
+    "closedByMe": False,
+    "failedByMe": False,
+    "droppedByMe": False,
+    "wasClean": False,
+    "wasNotCleanReason": None,
+    "wasServerConnectionDropTimeout": False,
+    "wasOpenHandshakeTimeout": False,
+    "wasCloseHandshakeTimeout": False,
+    "localCloseCode": None,
+    "localCloseReason": None,
+    "remoteCloseCode": None,
+    "remoteCloseReason": None,
+    "closeHandshakeTimeoutCall": None,
+    "autoPingTimeoutCall": None,
+    "autoPingPending": None,
+    "autoPingPendingCall": None,
+    "autoPingPendingSent": None,
+    "trackedTimings": None,
+    "_perMessageCompress": None,
+    "websocket_protocol_in_use": None,
+    "triggered": False,
+}
+
+
 class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
     """daphne's WebSocket protocol, minus what only the opening handshake needed.
 
@@ -232,6 +274,11 @@ class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
         super().sendData(data, sync, chopsize)
 
     def _connectionMade(self) -> None:
+        if type(self) is RealtimeWebSocketProtocol:
+            # autobahn copies each setting onto the socket unless the socket already has it: a
+            # class holding this factory's values as class attributes (made once per factory)
+            # gives every socket them without a copy, read as fast as its own.
+            self.__class__ = _with_settings(self.factory)
         # autobahn pretty-prints its 40-odd settings for a debug line on every connection, whether
         # or not debug logging is on: a fifth of a connection's CPU. For the length of the call
         # the module's pformat is a lazy one (the reactor runs one call at a time), so the text is
@@ -267,6 +314,9 @@ class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
         attributes = self.__dict__
         for name in self._HANDSHAKE_ONLY:
             attributes.pop(name, None)
+        for name, value in _UNTIL_CLOSING.items():
+            if name in attributes and attributes[name] is value:
+                del attributes[name]
         request = attributes.get("request")
         if request is not None:
             attributes["request"] = _OpenedRequest(request.path)
@@ -282,3 +332,19 @@ class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
             # Its 17 attributes were added one by one, which grew the dict to 64 slots; a copy
             # is sized for them (0.8 -> 0.4 KiB measured).
             transport.__dict__ = dict(transport.__dict__)
+
+
+for _name, _value in _UNTIL_CLOSING.items():
+    setattr(RealtimeWebSocketProtocol, _name, _value)
+
+
+def _with_settings(factory: Any) -> type[RealtimeWebSocketProtocol]:
+    """``RealtimeWebSocketProtocol`` with ``factory``'s settings as class attributes, made on the
+    factory's first connection (daphne sets its options after building the factory) and kept on
+    the factory."""
+    made = factory.__dict__.get("_realtime_protocol_class")
+    if made is None:
+        settings = {name: getattr(factory, name) for name in _SETTINGS}
+        made = type("RealtimeWebSocketProtocol", (RealtimeWebSocketProtocol,), settings)
+        factory._realtime_protocol_class = made
+    return made
