@@ -34,6 +34,8 @@ def _parameters(function: Callable[..., object]) -> list[str]:
 
 
 def _checks() -> list[tuple[str, Callable[[], bool]]]:
+    from autobahn import util as autobahn_util
+    from autobahn.twisted.websocket import WebSocketAdapterProtocol as AutobahnTwistedProtocol
     from autobahn.twisted.websocket import WebSocketServerFactory
     from autobahn.websocket import protocol as autobahn_protocol
     from autobahn.websocket.protocol import WebSocketProtocol, WebSocketServerProtocol
@@ -165,6 +167,22 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
             lambda: (
                 "failByDrop" in _parameters(WebSocketServerFactory.setProtocolOptions)
                 and ConnectionDeny.BAD_REQUEST == 400
+            ),
+        ),
+        (
+            "autobahn's WebSocket modules highlight log arguments with util.hltype and util.hlval",
+            lambda: (
+                callable(autobahn_util.hltype)
+                and callable(autobahn_util.hlval)
+                and _stores(WebSocketProtocol.sendData, "hltype", "hlval")
+                and _stores(AutobahnTwistedProtocol.dataReceived, "hltype", "hlval")
+            ),
+        ),
+        (
+            "autobahn copies CONFIG_ATTRS from the factory only when the protocol lacks them",
+            lambda: (
+                _stores(WebSocketProtocol._connectionMade, "CONFIG_ATTRS")
+                and "hasattr" in WebSocketProtocol._connectionMade.__code__.co_names
             ),
         ),
         # front.FrontChannel

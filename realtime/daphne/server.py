@@ -19,7 +19,7 @@ from twisted.internet import tcp
 from ..conf import get_settings
 from ..connection.consumer import WRITER_EXTENSION
 from .front import FrontChannel, front_route
-from .protocol import RealtimeWebSocketProtocol, SocketInbox
+from .protocol import RealtimeWebSocketProtocol, SocketInbox, install_lazy_log_arguments
 from .web import Limits, RealtimeHTTPChannel, RealtimeWebRequest
 from .writer import FrameWriter
 
@@ -51,6 +51,7 @@ class RealtimeServer(Server):
     def ws_factory(self, factory: Any) -> None:
         # daphne builds its WebSocket factory inside run(); this is where its protocol is chosen.
         factory.protocol = RealtimeWebSocketProtocol
+        install_lazy_log_arguments()
         # A protocol violation (bad framing, invalid UTF-8, a message over the limit) ends with a
         # close frame carrying RFC 6455's code (1002, 1007, 1009), not a dropped TCP connection
         # the client cannot tell from a network fault.

@@ -82,13 +82,13 @@ def test_autobahns_settings_line_is_formatted_only_when_logged(monkeypatch) -> N
     from autobahn.websocket import protocol as autobahn_protocol
     from twisted.logger import formatEvent
 
-    from realtime.daphne.protocol import _LazyPretty
+    from realtime.daphne.protocol import _lazy_pformat
 
     settings = [("openHandshakeTimeout", 5, "WebSocketServerFactory"), ("versions", [8, 13], "x")]
     # Logged: exactly the text autobahn would have made.
-    assert formatEvent({"log_format": "\n{attrs}", "attrs": _LazyPretty(settings)}) == "\n" + pprint.pformat(
-        settings
-    )
+    assert formatEvent(
+        {"log_format": "\n{attrs}", "attrs": _lazy_pformat(settings)}
+    ) == "\n" + pprint.pformat(settings)
     # Not logged (debug off, the default): never pretty-printed.
     calls: list[object] = []
     monkeypatch.setattr(pprint, "pformat", lambda value, *a, **k: calls.append(value) or "")
@@ -140,4 +140,50 @@ async def test_an_upgraded_connection_leaves_no_cycle_to_collect() -> None:
         assert held() is None
     finally:
         gc.enable()
+        server.connections[protocol]["application_instance"].cancel()
+
+
+async def test_autobahns_highlighted_log_arguments_are_made_only_when_logged(monkeypatch) -> None:
+    from autobahn import util
+    from autobahn.twisted import websocket as autobahn_twisted
+    from autobahn.websocket import protocol as autobahn_protocol
+    from twisted.logger import formatEvent
+
+    from realtime.daphne.protocol import install_lazy_log_arguments
+
+    monkeypatch.setattr(autobahn_protocol, "hltype", autobahn_protocol.hltype)
+    monkeypatch.setattr(autobahn_protocol, "hlval", autobahn_protocol.hlval)
+    monkeypatch.setattr(autobahn_twisted, "hltype", autobahn_twisted.hltype)
+    monkeypatch.setattr(autobahn_twisted, "hlval", autobahn_twisted.hlval)
+    install_lazy_log_arguments()
+    # Logged: the same text autobahn's own functions make.
+    event = {
+        "log_format": "{func} {peer}",
+        "func": autobahn_protocol.hltype(len),
+        "peer": autobahn_twisted.hlval(7),
+    }
+    assert formatEvent(event) == f"{util.hltype(len)} {util.hlval(7)}"
+    # Not logged (debug off): nothing highlighted through a whole handshake and a message.
+    calls: list[object] = []
+    monkeypatch.setattr(util, "hl", lambda text, *a, **k: calls.append(text) or "")
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            await receive()
+
+    server = RealtimeServer(application=application, endpoints=["tcp:port=0"])
+    server.connections = {}
+    server.ws_factory = WebSocketFactory(server, server="realtime")
+    server.ws_factory.setProtocolOptions(allowNullOrigin=True)
+    protocol = server.ws_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+    protocol._raw_query_string = b"protocol=7"
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(UPGRADE)
+    try:
+        await asyncio.sleep(0)
+        protocol.serverAccept()
+        protocol.sendMessage(b"hello")
+        assert protocol.state == protocol.STATE_OPEN
+        assert calls == []
+    finally:
         server.connections[protocol]["application_instance"].cancel()
