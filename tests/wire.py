@@ -4,6 +4,7 @@ hand-made HTTP requests, WebSocket upgrades and frames (RFC 6455 §5.2), and rea
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import socket
 import struct
@@ -93,3 +94,19 @@ def closed(sock: socket.socket) -> bool:
         return sock.recv(1) == b""
     except ConnectionResetError:
         return True
+
+
+def signed_query(path: str, method: str = "POST", body: bytes = b"") -> str:
+    """The query string that signs an HTTP API request to ``path`` for the test app."""
+    from realtime.protocol.signatures import api_signature
+
+    from .conftest import APP_KEY, APP_SECRET
+
+    params = {
+        "auth_key": APP_KEY,
+        "auth_timestamp": str(int(time.time())),
+        "auth_version": "1.0",
+        "body_md5": hashlib.md5(body).hexdigest(),
+    }
+    params["auth_signature"] = api_signature(APP_SECRET, method, path, params)
+    return "&".join(f"{k}={v}" for k, v in params.items())

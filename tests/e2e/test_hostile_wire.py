@@ -15,10 +15,8 @@ from typing import Any
 
 import pytest
 
-from realtime.protocol.signatures import api_signature
-
-from ..conftest import APP_ID, APP_KEY, APP_SECRET
-from ..wire import close_code, closed, frame, opened, raw, read_response, upgrade
+from ..conftest import APP_ID
+from ..wire import close_code, closed, frame, opened, raw, read_response, signed_query, upgrade
 
 SERVER_ENV = {"REQUEST_TIMEOUT": "1", "MAX_PENDING_CONNECTIONS": "8", "LOG_LEVEL": "INFO"}
 
@@ -61,19 +59,6 @@ def test_undecodable_upgrade_headers_are_a_plain_400(hostile_server, header: byt
     assert "Traceback" not in hostile_server.output()
 
 
-def signed(path: str, method: str = "POST", body: bytes = b"") -> str:
-    import hashlib
-
-    params = {
-        "auth_key": APP_KEY,
-        "auth_timestamp": str(int(time.time())),
-        "auth_version": "1.0",
-        "body_md5": hashlib.md5(body).hexdigest(),
-    }
-    params["auth_signature"] = api_signature(APP_SECRET, method, path, params)
-    return "&".join(f"{k}={v}" for k, v in params.items())
-
-
 def test_a_body_declared_too_large_is_refused_before_it_is_sent(hostile_server) -> None:
     with raw(hostile_server) as sock:
         sock.sendall(
@@ -104,7 +89,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(hostile_server) -> None:
 
 def _channels(server: Any, root_path: str | None) -> bytes:
     # Signed over the path below a root path: it matches only if the root path is honoured.
-    query = signed("/channels", "GET")
+    query = signed_query("/channels", "GET")
     header = f"Daphne-Root-Path: {root_path}\r\n" if root_path else ""
     with raw(server) as sock:
         sock.sendall(f"GET /apps/{APP_ID}/channels?{query} HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
@@ -159,7 +144,7 @@ def test_a_malformed_form_body_is_the_applications_to_judge(hostile_server) -> N
     body = b"--x\r\nnot a part at all"
     path = f"/apps/{APP_ID}/events"
     request = (
-        f"POST {path}?{signed(path, body=body)} HTTP/1.1\r\nHost: x\r\n"
+        f"POST {path}?{signed_query(path, body=body)} HTTP/1.1\r\nHost: x\r\n"
         f"Content-Type: multipart/form-data\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     with raw(hostile_server) as sock:

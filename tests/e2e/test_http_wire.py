@@ -8,7 +8,6 @@ HTTP front end has to keep.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import select
 import socket
@@ -18,10 +17,8 @@ from typing import Any
 
 import pytest
 
-from realtime.protocol.signatures import api_signature
-
-from ..conftest import APP_ID, APP_KEY, APP_SECRET
-from ..wire import raw
+from ..conftest import APP_ID, APP_KEY
+from ..wire import raw, signed_query
 
 EVENTS = f"/apps/{APP_ID}/events"
 CHANNELS = f"/apps/{APP_ID}/channels"
@@ -117,17 +114,6 @@ class Reader:
         return not readable
 
 
-def query(path: str, method: str, body: bytes = b"") -> str:
-    params = {
-        "auth_key": APP_KEY,
-        "auth_timestamp": str(int(time.time())),
-        "auth_version": "1.0",
-        "body_md5": hashlib.md5(body).hexdigest(),
-    }
-    params["auth_signature"] = api_signature(APP_SECRET, method, path, params)
-    return "&".join(f"{k}={v}" for k, v in params.items())
-
-
 def event_body(channel: str = "c", name: str = "e") -> bytes:
     return json.dumps({"name": name, "channel": channel, "data": "{}"}).encode()
 
@@ -135,13 +121,13 @@ def event_body(channel: str = "c", name: str = "e") -> bytes:
 def post(channel: str = "c", extra: str = "", version: str = "HTTP/1.1") -> bytes:
     body = event_body(channel)
     return (
-        f"POST {EVENTS}?{query(EVENTS, 'POST', body)} {version}\r\nHost: x\r\n"
+        f"POST {EVENTS}?{signed_query(EVENTS, 'POST', body)} {version}\r\nHost: x\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
     ).encode() + body
 
 
 def get_channels(extra: str = "") -> bytes:
-    return f"GET {CHANNELS}?{query(CHANNELS, 'GET')} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+    return f"GET {CHANNELS}?{signed_query(CHANNELS, 'GET')} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
 
 
 def get(path: str, method: str = "GET") -> bytes:
@@ -243,7 +229,7 @@ def test_a_chunked_body_is_signed_as_decoded(http_server) -> None:
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:10], body[10:25], body[25:]))
     with raw(http_server) as sock:
         sock.sendall(
-            f"POST {EVENTS}?{query(EVENTS, 'POST', body)} HTTP/1.1\r\nHost: x\r\n"
+            f"POST {EVENTS}?{signed_query(EVENTS, 'POST', body)} HTTP/1.1\r\nHost: x\r\n"
             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
             + chunks
             + b"0\r\n\r\n"
@@ -271,7 +257,7 @@ def test_expect_100_continue(http_server) -> None:
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "wrong-signature"])
 def test_a_bad_signature_is_a_401_and_the_connection_stays_usable(http_server, signed) -> None:
     body = event_body("unsigned")
-    bad = query(EVENTS, "POST", body).rsplit("=", 1)[0] + "=" + "0" * 64 if signed else "x=1"
+    bad = signed_query(EVENTS, "POST", body).rsplit("=", 1)[0] + "=" + "0" * 64 if signed else "x=1"
     with raw(http_server) as sock:
         sock.sendall(
             f"POST {EVENTS}?{bad} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

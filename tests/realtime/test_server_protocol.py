@@ -21,6 +21,21 @@ UPGRADE = (
 )
 
 
+async def _receive_forever(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    while True:
+        await receive()
+
+
+def listening_server() -> RealtimeServer:
+    """A RealtimeServer with its WebSocket factory set up as daphne's run() does, serving an
+    application that takes every message and never answers."""
+    server = RealtimeServer(application=_receive_forever, endpoints=["tcp:port=0"])
+    server.connections = {}
+    server.ws_factory = WebSocketFactory(server, server="realtime")
+    server.ws_factory.setProtocolOptions(allowNullOrigin=True)
+    return server
+
+
 async def test_an_open_socket_keeps_no_handshake_data() -> None:
     scopes: list[dict[str, Any]] = []
 
@@ -109,14 +124,7 @@ async def test_an_upgraded_connection_leaves_no_cycle_to_collect() -> None:
 
     from daphne.http_protocol import HTTPFactory
 
-    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        while True:
-            await receive()
-
-    server = RealtimeServer(application=application, endpoints=["tcp:port=0"])
-    server.connections = {}
-    server.ws_factory = WebSocketFactory(server, server="realtime")
-    server.ws_factory.setProtocolOptions(allowNullOrigin=True)
+    server = listening_server()
     server.http_factory = HTTPFactory(server)
     channel = server.http_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
@@ -167,14 +175,7 @@ async def test_autobahns_highlighted_log_arguments_are_made_only_when_logged(mon
     calls: list[object] = []
     monkeypatch.setattr(util, "hl", lambda text, *a, **k: calls.append(text) or "")
 
-    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        while True:
-            await receive()
-
-    server = RealtimeServer(application=application, endpoints=["tcp:port=0"])
-    server.connections = {}
-    server.ws_factory = WebSocketFactory(server, server="realtime")
-    server.ws_factory.setProtocolOptions(allowNullOrigin=True)
+    server = listening_server()
     protocol = server.ws_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
     protocol._raw_query_string = b"protocol=7"
     protocol.makeConnection(StringTransport())
