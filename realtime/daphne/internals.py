@@ -185,6 +185,14 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
                 and "hasattr" in WebSocketProtocol._connectionMade.__code__.co_names
             ),
         ),
+        # serve: daphne's checker refuses sockets still connecting, in place of autobahn's timer
+        (
+            "daphne WebSocketProtocol.check_timeouts refuses after websocket_connect_timeout",
+            lambda: (
+                _stores(DaphneWebSocketProtocol.check_timeouts, "websocket_connect_timeout", "serverReject")
+                and _stores(Server.__init__, "websocket_handshake_timeout")
+            ),
+        ),
         # front.FrontChannel
         (
             "daphne HEADER_NAME_RE and INVALID_HEADER_VALUE_BYTES, as WebRequest.process checks",

@@ -20,6 +20,11 @@ logger = logging.getLogger(__name__)
 # Largest WebSocket message autobahn accepts at all; Pusher's own limits are enforced above it
 # with a pusher:error, so a client never gets a bare 1009 close for a merely large event.
 WEBSOCKET_MAX_MESSAGE_BYTES = 256 * 1024
+# A socket whose opening handshake is not done this long after it was handed to the WebSocket
+# protocol is refused (daphne's default). daphne's own checker enforces it for every socket at
+# once, every 2 s; autobahn's per-socket timer for the same (daphne's websocket_handshake_timeout)
+# was one timer set and cancelled per connection, 2 % of a handshake's CPU, and is off.
+OPEN_HANDSHAKE_SECONDS = 5
 
 
 def serve(options: ServeOptions, out: TextIO) -> None:
@@ -98,6 +103,8 @@ def _run_daphne(options: ServeOptions, runtime: Runtime, out: TextIO) -> None:
         endpoints=endpoints,
         signal_handlers=False,
         websocket_timeout=-1,
+        websocket_connect_timeout=OPEN_HANDSHAKE_SECONDS,
+        websocket_handshake_timeout=0,
         ping_interval=conf.ACTIVITY_TIMEOUT,
         ping_timeout=conf.PONG_TIMEOUT,
         websocket_max_message_size=WEBSOCKET_MAX_MESSAGE_BYTES,

@@ -188,3 +188,40 @@ async def test_autobahns_highlighted_log_arguments_are_made_only_when_logged(mon
         assert calls == []
     finally:
         server.connections[protocol]["application_instance"].cancel()
+
+
+async def test_a_handshake_never_answered_is_refused_by_daphnes_checker() -> None:
+    # realtime_serve turns autobahn's per-socket open-handshake timer off and relies on this.
+    import time
+
+    server = listening_server()
+    server.websocket_connect_timeout = 5
+    server.ws_factory.setProtocolOptions(openHandshakeTimeout=0)
+    protocol = server.ws_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+    protocol._raw_query_string = b"protocol=7"
+    transport = StringTransport()
+    # As daphne's HTTP channel leaves on a real transport (autobahn unregisters it on a refusal).
+    transport.registerProducer(_NoProducer(), streaming=True)
+    protocol.makeConnection(transport)
+    protocol.dataReceived(UPGRADE)
+    try:
+        await asyncio.sleep(0)
+        assert protocol.openHandshakeTimeoutCall is None  # no per-socket timer
+        protocol.check_timeouts()
+        assert transport.value() == b""  # not yet
+        protocol.socket_opened = time.time() - 6
+        protocol.check_timeouts()
+        assert transport.value().startswith(b"HTTP/1.1 403 ")
+    finally:
+        server.connections[protocol]["application_instance"].cancel()
+
+
+class _NoProducer:
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
