@@ -113,10 +113,15 @@ def test_requests_that_never_finish_are_closed_and_bounded(hostile_server) -> No
             sock.sendall(b"GET /ready HT")  # a request begun, never finished
             stalled.append(sock)
         time.sleep(0.3)
-        with raw(hostile_server) as extra:
-            started = time.monotonic()
-            assert closed(extra)  # refused at once while 8 are pending
-            assert time.monotonic() - started < 5
+        started = time.monotonic()
+        try:
+            extra = raw(hostile_server)
+        except ConnectionResetError:
+            pass  # refused so fast that connect() saw the reset (a loaded machine)
+        else:
+            with extra:
+                assert closed(extra)  # refused at once while 8 are pending
+        assert time.monotonic() - started < 5
         # Each is closed once REQUEST_TIMEOUT (1 s) has passed.
         assert all(closed(sock) for sock in stalled)
     with raw(hostile_server) as sock:  # and the server serves again
