@@ -41,8 +41,13 @@ from .writer import write_now
 
 logger = logging.getLogger(__name__)
 
-# Twisted's own bound on a request head is 500 lines of at most 16 KiB; longer ones go to it.
-MAX_HEAD_BYTES = 64 * 1024
+# Twisted's bounds on a request head (16 KiB, 500 headers): a longer one goes to its channel,
+# which refuses it.
+MAX_HEAD_BYTES = 16 * 1024
+MAX_HEADERS = 500
+# While an answer waits in Twisted's buffer (the client does not read), nothing more is read;
+# this is how often the buffer is looked at again.
+DRAIN_CHECK_SECONDS = 0.05
 _ASGI_VERSION = {"version": "3.0"}
 _NOT_FAST = frozenset({b"transfer-encoding", b"expect", ROOT_PATH_HEADER})
 
@@ -95,10 +100,16 @@ class FrontChannel(Protocol):
         self.route = route
         self.stock = stock
         self.limits: Limits = server.http_limits
-        self.buffer = b""
+        # What was read and not yet answered: pieces joined only when a request is complete, so
+        # a body arriving in many small reads is copied once.
+        self.pieces: list[bytes] = []
+        self.size = 0
         self.busy = False
         self.paused = False
+        self.blocked = False
+        self.nodelay = False
         self.needed = 0
+        self.task: asyncio.Future[None] | None = None
         self.gone: asyncio.Future[None] | None = None
         self.lost = False
         self.deadline: Any = None
@@ -122,13 +133,14 @@ class FrontChannel(Protocol):
         if self.lost:
             return
         self.active = time.monotonic()
-        buffer = self.buffer = self.buffer + data if self.buffer else data
-        if self.busy:
-            if len(buffer) > MAX_BODY_BYTES + MAX_HEAD_BYTES and not self.paused:
+        self.pieces.append(data)
+        self.size += len(data)
+        if self.busy or self.blocked:
+            if self.size > MAX_BODY_BYTES + MAX_HEAD_BYTES and not self.paused:
                 # Pipelined requests pile up behind a slow one: read no more until it is answered.
                 self.paused = True
                 self.transport.pauseProducing()
-        elif len(buffer) >= self.needed:
+        elif self.size >= self.needed:
             self._next()
 
     def connectionLost(self, reason: Any = None) -> None:
@@ -139,14 +151,29 @@ class FrontChannel(Protocol):
         if self.gone is not None and not self.gone.done():
             self.gone.set_result(None)
 
+    def _buffered(self) -> bytes:
+        """Everything read and not yet answered, as one bytes object."""
+        pieces = self.pieces
+        if len(pieces) > 1:
+            pieces[:] = [b"".join(pieces)]
+        return pieces[0] if pieces else b""
+
+    def _keep(self, rest: bytes) -> None:
+        self.pieces = [rest] if rest else []
+        self.size = len(rest)
+
     def _next(self) -> None:
         """Look at the request at the start of the buffer, if there is one."""
-        data = self.buffer
+        data = self._buffered()
+        if data.startswith(b"\r\n"):
+            # Stray line ends between requests (after a body, say) are skipped, as Twisted does.
+            data = data.lstrip(b"\r\n")
+            self._keep(data)
         if not data:
             return
-        end = data.find(b"\r\n\r\n")
+        end = data.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
         if end < 0:
-            if len(data) > MAX_HEAD_BYTES:
+            if len(data) >= MAX_HEAD_BYTES:
                 self._hand_over(self.stock(), data)
             else:
                 self._pending()
@@ -177,9 +204,9 @@ class FrontChannel(Protocol):
         self.needed = 0
         self._settled()
         body = data[head_end : head_end + length]
-        self.buffer = data[head_end + length :]
+        self._keep(data[head_end + length :])
         self.busy = True
-        asyncio.get_event_loop().create_task(self._serve(handler, scope, body, keep_alive))
+        self.task = asyncio.get_event_loop().create_task(self._serve(handler, scope, body, keep_alive))
 
     def _request(self, parser: Any, head: _Head, upgrade: bool) -> Any:
         """``(handler, scope, body length, keep-alive)`` for the fast path, ``"websocket"`` for
@@ -187,7 +214,7 @@ class FrontChannel(Protocol):
         if parser.get_http_version() != "1.1":
             return None
         url = head.url
-        if not url.startswith(b"/") or not url.isascii():
+        if not url.startswith(b"/") or not url.isascii() or len(head.headers) > MAX_HEADERS:
             return None
         headers = []
         length = 0
@@ -271,20 +298,56 @@ class FrontChannel(Protocol):
             answer.failed()
             keep_alive = False
         self.busy = False
+        self.task = None
         if self.lost:
             return
-        if self.paused:
-            self.paused = False
-            self.transport.resumeProducing()
+        try:
+            self._answer(answer, keep_alive)
+        except Exception:
+            logger.exception("HTTP API answer failed")
+            self.lost = True
+            self.transport.abortConnection()
+
+    def _answer(self, answer: _Answer, keep_alive: bool) -> None:
         if not answer.complete:
             answer.failed()
             keep_alive = False
-        write_now(self.transport, answer.encode(keep_alive, self.server.server_name))
+        transport = self.transport
+        if not self.nodelay:
+            # As Twisted's HTTP channel does: an answer is not held back waiting for an ACK.
+            self.nodelay = True
+            transport.setTcpNoDelay(True)
+        write_now(transport, answer.encode(keep_alive, self.server.server_name))
         if not keep_alive:
             self.lost = True
-            self.transport.loseConnection()
-        elif self.buffer:
+            transport.loseConnection()
+        elif _unsent(transport):
+            # The client is not reading its answers: read nothing more until it has them all,
+            # so what a connection can make us hold stays one answer (Twisted's HTTP channel
+            # stopped reading the same way).
+            self.blocked = True
+            if not self.paused:
+                self.paused = True
+                transport.pauseProducing()
+            reactor.callLater(DRAIN_CHECK_SECONDS, self._drain_check)
+        else:
+            self._resume()
+
+    def _resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.transport.resumeProducing()
+        if self.pieces:
             self._next()
+
+    def _drain_check(self) -> None:
+        if self.lost:
+            return
+        if _unsent(self.transport):
+            reactor.callLater(DRAIN_CHECK_SECONDS, self._drain_check)
+            return
+        self.blocked = False
+        self._resume()
 
     def _upgrade(self, data: bytes, url: bytes) -> None:
         protocol = self.server.ws_factory.buildProtocol(self.transport.getPeer())
@@ -299,7 +362,7 @@ class FrontChannel(Protocol):
         """Give the connection, and ``data`` (read but not answered), to ``protocol``."""
         self._settled()
         self.lost = True
-        self.buffer = b""
+        self._keep(b"")
         if self.idle is not None and self.idle.active():
             self.idle.cancel()
         transport = self.transport
@@ -339,7 +402,15 @@ class FrontChannel(Protocol):
             return
         self.idle = None
         self.lost = True
-        self.transport.loseConnection()
+        if _unsent(self.transport):
+            self.transport.abortConnection()  # a close would wait for a client that never reads
+        else:
+            self.transport.loseConnection()
+
+
+def _unsent(transport: tcp.Server) -> bool:
+    """Whether Twisted still holds bytes written to ``transport``."""
+    return bool(transport.dataBuffer) or bool(transport._tempDataLen)
 
 
 class _Answer:
