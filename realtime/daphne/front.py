@@ -37,7 +37,7 @@ from twisted.web.http import RESPONSES
 
 from ..api.asgi import MAX_BODY_BYTES
 from .web import ROOT_PATH_HEADER, Limits
-from .writer import write_now
+from .writer import unsent, write_now
 
 logger = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ class FrontChannel(Protocol):
         if not keep_alive:
             self.lost = True
             transport.loseConnection()
-        elif _unsent(transport):
+        elif unsent(transport):
             # The client is not reading its answers: read nothing more until it has them all,
             # so what a connection can make us hold stays one answer (Twisted's HTTP channel
             # stopped reading the same way).
@@ -343,7 +343,7 @@ class FrontChannel(Protocol):
     def _drain_check(self) -> None:
         if self.lost:
             return
-        if _unsent(self.transport):
+        if unsent(self.transport):
             reactor.callLater(DRAIN_CHECK_SECONDS, self._drain_check)
             return
         self.blocked = False
@@ -402,15 +402,10 @@ class FrontChannel(Protocol):
             return
         self.idle = None
         self.lost = True
-        if _unsent(self.transport):
+        if unsent(self.transport):
             self.transport.abortConnection()  # a close would wait for a client that never reads
         else:
             self.transport.loseConnection()
-
-
-def _unsent(transport: tcp.Server) -> bool:
-    """Whether Twisted still holds bytes written to ``transport``."""
-    return bool(transport.dataBuffer) or bool(transport._tempDataLen)
 
 
 class _Answer:

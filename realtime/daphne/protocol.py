@@ -140,13 +140,9 @@ class _Lazy:
     __repr__ = __str__
 
 
-def _pretty(value: object) -> str:
-    return pprint.pformat(value)
-
-
 def _lazy_pformat(value: object) -> _Lazy:
     """``pprint.pformat(value)``, made when formatted."""
-    return _Lazy(_pretty, value)
+    return _Lazy(pprint.pformat, value)
 
 
 def install_lazy_log_arguments() -> None:

@@ -51,6 +51,10 @@ class FrameWriter:
 
     def buffered(self) -> int:
         """Bytes written but not yet handed to the kernel (Twisted's buffer of this socket)."""
-        transport = self._transport
-        # dataBuffer keeps what doWrite already sent until all of it is sent; offset counts that.
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        return unsent(self._transport)
+
+
+def unsent(transport: tcp.Server) -> int:
+    """Bytes written to ``transport`` that Twisted holds, not yet handed to the kernel."""
+    # dataBuffer keeps what doWrite already sent until all of it is sent; offset counts that.
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
