@@ -48,6 +48,7 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
     from daphne.server import Server
     from daphne.ws_protocol import WebSocketProtocol as DaphneWebSocketProtocol
     from twisted.internet import abstract, tcp
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
     from twisted.web.http import HTTPChannel, Request
 
     return [
@@ -213,6 +214,17 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
             lambda: _stores(Server.__init__, "root_path", "server_name", "proxy_forwarded_address_header"),
         ),
         ("Twisted tcp.Connection.protocol", lambda: _stores(tcp.Connection.__init__, "protocol")),
+        # reactor.DirectDispatchReactor
+        (
+            "Twisted AsyncioSelectorReactor registers sockets as _readOrWrite(selectable, read)",
+            lambda: (
+                _parameters(AsyncioSelectorReactor._readOrWrite) == ["self", "selectable", "read"]
+                and _stores(AsyncioSelectorReactor.addReader, "_readers", "_continuousPolling")
+                and _stores(AsyncioSelectorReactor.addWriter, "_writers", "_continuousPolling")
+                and _stores(AsyncioSelectorReactor.__init__, "_asyncioEventloop")
+                and callable(AsyncioSelectorReactor._unregisterFDInAsyncio)
+            ),
+        ),
         # access_log
         (
             "daphne AccessLogGenerator(protocol, action, details)",

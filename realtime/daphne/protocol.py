@@ -321,6 +321,14 @@ class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "Bad request")
         return super().onConnect(request)
 
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        # A handshake refused before daphne's onConnect ran (by autobahn, or by the check above)
+        # has nothing of daphne's to clean up, and daphne's onClose would raise on the server,
+        # request and client address it never set.
+        if "server" not in self.__dict__:
+            return
+        super().onClose(wasClean, code, reason)
+
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
         # A close frame with a code no endpoint may send is a protocol violation (RFC 6455
         # §7.4): autobahn answers 1002 but takes that frame as the reply to its own close and

@@ -1,6 +1,7 @@
 """The daphne ``Server`` that ``realtime_serve`` runs.
 
-Compared with stock daphne: a WebSocket's scope carries a ``FrameWriter`` (the consumer writes
+Compared with stock daphne: sockets are dispatched without Twisted's legacy log context
+(``reactor``), a WebSocket's scope carries a ``FrameWriter`` (the consumer writes
 pre-framed events with it), its consumer starts directly (``direct_application``) with a light
 receive queue, its protocol drops handshake-only state once open, close frames keep their
 reason, and a port that cannot be bound is reported to the caller instead of only logged.
@@ -20,6 +21,7 @@ from ..conf import get_settings
 from ..connection.consumer import WRITER_EXTENSION
 from .front import FrontChannel, front_route
 from .protocol import RealtimeWebSocketProtocol, SocketInbox, install_lazy_log_arguments
+from .reactor import direct_dispatch
 from .web import Limits, RealtimeHTTPChannel, RealtimeWebRequest
 from .writer import FrameWriter
 
@@ -42,6 +44,13 @@ class RealtimeServer(Server):
         self.http_limits = http_limits or Limits.from_settings(get_settings())
         self.listen_failures: list[tuple[str, str]] = []
         self._listen_results = 0
+
+    def run(self) -> None:
+        from twisted.internet import reactor
+
+        # Before anything listens, so the listening port and every socket are registered directly.
+        direct_dispatch(reactor)
+        super().run()
 
     @property
     def ws_factory(self) -> Any:

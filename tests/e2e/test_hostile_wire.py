@@ -59,6 +59,23 @@ def test_undecodable_upgrade_headers_are_a_plain_400(hostile_server, header: byt
     assert "Traceback" not in hostile_server.output()
 
 
+@pytest.mark.parametrize(
+    ("key", "version"), [(b"bad", b"13"), (b"dGhlIHNhbXBsZSBub25jZQ==", b"99")], ids=["key", "version"]
+)
+def test_handshakes_autobahn_refuses_are_a_400_and_log_no_error(hostile_server, key, version) -> None:
+    with raw(hostile_server) as sock:
+        sock.sendall(
+            b"GET /app/" + hostile_server.key.encode() + b"?protocol=7 HTTP/1.1\r\nHost: localhost\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: " + version + b"\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\n\r\n"
+        )
+        head = read_response(sock)
+    assert head.startswith(b"HTTP/1.1 400"), head
+    # Its close reaches daphne's protocol, which never saw a handshake: nothing to clean up.
+    time.sleep(0.2)
+    assert "Traceback" not in hostile_server.output()
+
+
 def test_a_body_declared_too_large_is_refused_before_it_is_sent(hostile_server) -> None:
     with raw(hostile_server) as sock:
         sock.sendall(
