@@ -97,6 +97,7 @@ class _OpenedRequest:
 
 
 _NO_MAPPING: MappingProxyType[str, Any] = MappingProxyType({})
+_SWITCHING = b"HTTP/1.1 101 "
 
 
 def _allowed_close_code(code: int) -> bool:
@@ -291,7 +292,19 @@ class RealtimeWebSocketProtocol(DaphneWebSocketProtocol):
     def send_queue(self, queue: deque[tuple[bytes, bool]]) -> None:
         self._send_queue = queue if queue else None
 
+    # The socket's FrameWriter, from the application's start until the handshake's response
+    # has been sent through it.
+    frame_writer: Any = None
+
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        writer = self.frame_writer
+        if writer is not None:
+            if self.state == self.STATE_CONNECTING and data.startswith(_SWITCHING) and not (sync or chopsize):
+                # The 101 goes out with the consumer's first frame (writer.FrameWriter.hold).
+                self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+                writer.hold(data)
+                return
+            writer.flush()  # anything else goes after it
         if (sync or chopsize) and self._send_queue is None:
             self._send_queue = deque()
         super().sendData(data, sync, chopsize)

@@ -130,7 +130,8 @@ class RealtimeServer(Server):
         if scope.get("type") != "websocket":
             return super().create_application(protocol, scope)
         if protocol._perMessageCompress is None and type(protocol.transport) is tcp.Server:
-            scope.setdefault("extensions", {})[WRITER_EXTENSION] = FrameWriter(protocol)
+            writer = protocol.frame_writer = FrameWriter(protocol)
+            scope.setdefault("extensions", {})[WRITER_EXTENSION] = writer
         # daphne's create_application, with a SocketInbox in place of its asyncio.Queue.
         details = self.connections.get(protocol)
         if details is None:

@@ -10,6 +10,7 @@ appends them behind Twisted's buffer so that order is kept. Only plain TCP trans
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -34,19 +35,47 @@ def write_now(transport: tcp.Server, data: bytes) -> None:
 
 
 class FrameWriter:
-    """Writes pre-framed WebSocket messages to one daphne WebSocket protocol's TCP transport."""
+    """Writes pre-framed WebSocket messages to one daphne WebSocket protocol's TCP transport.
 
-    __slots__ = ("_protocol", "_transport")
+    It also carries the opening handshake's response (``hold``): the consumer's first frame
+    (``pusher:connection_established``) follows it in the same reactor pass, so the two go out in
+    one send instead of the response waiting for Twisted's next write pass.
+    """
+
+    __slots__ = ("_held", "_protocol", "_transport")
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
         self._transport: tcp.Server = protocol.transport
+        self._held: bytes | None = None
+
+    def hold(self, response: bytes) -> None:
+        """Keep ``response`` (the opening handshake's) to go out ahead of the first frame written,
+        or on the event loop's next pass if no frame comes first."""
+        self._held = response
+        asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send what ``hold`` kept, if anything, and let go of the protocol's reference to this
+        writer (kept only until then, so the two do not form a cycle)."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        self._protocol.__dict__.pop("frame_writer", None)
+        if self._transport.connected:
+            write_now(self._transport, held)
 
     def write(self, frame: bytes) -> None:
         """Send ``frame`` (a complete WebSocket frame); nothing once the socket is not open."""
         protocol = self._protocol
         if protocol.state != WebSocketProtocol.STATE_OPEN:
             return
+        held = self._held
+        if held is not None:
+            self._held = None
+            protocol.__dict__.pop("frame_writer", None)
+            frame = held + frame
         write_now(self._transport, frame)
 
     def buffered(self) -> int:

@@ -7,6 +7,7 @@ as the reactor would once the socket is writable.
 
 from __future__ import annotations
 
+import asyncio
 import select
 import socket
 import struct
@@ -14,10 +15,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
 from daphne import server as _daphne_server  # noqa: F401 (installs daphne's reactor first)
 from twisted.internet import reactor, tcp
 
+from realtime.daphne.protocol import RealtimeWebSocketProtocol
 from realtime.daphne.writer import FrameWriter
 
 FRAME_PAYLOAD = 16 * 1024
@@ -25,6 +27,8 @@ FRAME_PAYLOAD = 16 * 1024
 
 class OpenProtocol:
     """What FrameWriter reads of daphne's protocol: its WebSocket state and its transport."""
+
+    frame_writer = None
 
     def __init__(self) -> None:
         self.state = WebSocketProtocol.STATE_OPEN
@@ -225,3 +229,60 @@ def test_a_peer_closed_while_twisted_buffers_does_not_raise(pair: Pair) -> None:
         if result is not None:
             break
     assert result is not None
+
+
+RESPONSE = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n"
+
+
+async def test_the_handshake_response_goes_out_with_the_first_frame(unix_pair: Pair) -> None:
+    unix_pair.protocol.frame_writer = unix_pair.writer
+    unix_pair.writer.hold(RESPONSE)
+    assert unix_pair.read_available() == 0  # held, not sent
+    first = frame(1, size=100)
+    unix_pair.writer.write(first)
+    assert unix_pair.read_available() == len(RESPONSE) + len(first)
+    assert bytes(unix_pair.received) == RESPONSE + first
+    # The protocol's reference goes with the held bytes: no cycle with the writer for life.
+    assert "frame_writer" not in unix_pair.protocol.__dict__
+    await asyncio.sleep(0)  # the scheduled flush finds nothing left
+    assert unix_pair.read_available() == 0
+
+
+async def test_a_held_response_goes_out_on_the_next_pass_without_a_frame(unix_pair: Pair) -> None:
+    unix_pair.protocol.frame_writer = unix_pair.writer
+    unix_pair.writer.hold(RESPONSE)
+    await asyncio.sleep(0)
+    assert unix_pair.read_available() == len(RESPONSE)
+    assert "frame_writer" not in unix_pair.protocol.__dict__
+
+
+async def test_the_protocols_own_writes_go_after_a_held_response(unix_pair: Pair) -> None:
+    # autobahn's path (a close frame, a ping, websocket.send) writes through sendData.
+    protocol = RealtimeWebSocketProtocol.__new__(RealtimeWebSocketProtocol)
+    protocol.state = WebSocketProtocol.STATE_CONNECTING
+    protocol.transport = unix_pair.transport
+    protocol.trafficStats = TrafficStats()
+    protocol.logOctets = False
+    writer = FrameWriter(protocol)
+    protocol.frame_writer = writer
+    protocol.sendData(RESPONSE)  # succeedHandshake's write: held
+    assert unix_pair.read_available() == 0
+    protocol.state = WebSocketProtocol.STATE_OPEN
+    close = b"\x88\x02\x03\xe8"
+    protocol.sendData(close)
+    unix_pair.drain(len(RESPONSE) + len(close))
+    assert bytes(unix_pair.received) == RESPONSE + close
+    assert protocol.frame_writer is None
+
+
+async def test_a_refusal_is_not_held(unix_pair: Pair) -> None:
+    protocol = RealtimeWebSocketProtocol.__new__(RealtimeWebSocketProtocol)
+    protocol.state = WebSocketProtocol.STATE_CONNECTING
+    protocol.transport = unix_pair.transport
+    protocol.trafficStats = TrafficStats()
+    protocol.logOctets = False
+    protocol.frame_writer = FrameWriter(protocol)
+    refusal = b"HTTP/1.1 403 Forbidden\r\n\r\n"
+    protocol.sendData(refusal)  # written as autobahn writes it, before it drops the connection
+    unix_pair.drain(len(refusal))
+    assert bytes(unix_pair.received) == refusal
