@@ -277,6 +277,7 @@ REALTIME: dict[str, Any] = given(
         "WEBHOOK_LEASE_SECONDS": env_float("WEBHOOK_LEASE_SECONDS"),
         "WEBHOOK_POLL_SECONDS": env_float("WEBHOOK_POLL_SECONDS"),
         "WEBHOOK_LOG_DAYS": env_float("WEBHOOK_LOG_DAYS"),
+        "CREDENTIALS_TTL": env_float("CREDENTIALS_TTL"),
         "DEFAULT_APP": _default_app(),
     }
 )

@@ -35,6 +35,10 @@ class RealtimeSettings:
     # Credentials of unknown keys are remembered as missing this long, so a flood of
     # bad keys cannot hammer the database.
     CREDENTIALS_NEGATIVE_TTL: float = 5.0
+    # Every this many seconds the apps a process holds (cached, or with open sockets) are read
+    # again from the database: a change that no invalidation reached (another process without
+    # Redis, a missed bus message) applies by then, to open sockets too.
+    CREDENTIALS_TTL: float = 5.0
     # "memory" (one node, no services) or "redis" (several nodes sharing REDIS_URL).
     STATE_BACKEND: str = "memory"
     REDIS_URL: str = ""

@@ -1,7 +1,8 @@
 """In-process cache of apps by key and by id: the only database access on the hot path.
 
-Entries are dropped when an App or Webhook is saved or deleted (``signals.py``), and unknown
-keys are remembered for a few seconds so that a flood of bad keys cannot reach the database.
+Entries are dropped when an App or Webhook is saved or deleted (``signals.py``) and read again
+every ``CREDENTIALS_TTL`` seconds (``reload``), and unknown keys are remembered for a few seconds
+so that a flood of bad keys cannot reach the database.
 The one cache of a process belongs to its runtime (``realtime.runtime``).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
@@ -106,6 +108,12 @@ def _snapshot(app) -> AppCredentials:  # type: ignore[no-untyped-def]
     )
 
 
+def _load_many(app_ids: list[str]) -> dict[str, AppCredentials]:
+    from .models import App
+
+    return {app.id: _snapshot(app) for app in App.objects.prefetch_related("webhooks").filter(id__in=app_ids)}
+
+
 def _load(field: str, value: str) -> AppCredentials | None:
     from .models import App
 
@@ -114,7 +122,8 @@ def _load(field: str, value: str) -> AppCredentials | None:
 
 
 class CredentialsCache:
-    """Apps by key and by id, loaded from the database once and kept until ``invalidate()``.
+    """Apps by key and by id, loaded from the database once and kept until ``invalidate()`` or
+    the next ``reload()``.
 
     ``negative_ttl`` (seconds): how long a key or id that matched no app is answered as missing
     without asking the database again.
@@ -176,6 +185,31 @@ class CredentialsCache:
         self._by_key[app.key] = app
         self._by_id[app.id] = app
         return app
+
+    async def reload(self, app_ids: Iterable[str] = ()) -> dict[str, AppCredentials | None]:
+        """Read ``app_ids`` and every cached app again from the database, in one query, and cache
+        what was found (an app that is gone is dropped). Returns ``{app id: its snapshot now, or
+        None once deleted}``; an unchanged app keeps its snapshot object, so ``is`` tells whether
+        it changed. Raises what the database raises."""
+        ids = sorted(set(app_ids) | set(self._by_id))
+        self._generation += 1
+        generation = self._generation
+        loaded = await database_sync_to_async(_load_many)(ids) if ids else {}
+        fresh: dict[str, AppCredentials | None] = {}
+        for app_id in ids:
+            old = self._by_id.get(app_id)
+            new = loaded.get(app_id)
+            fresh[app_id] = old if new is not None and new == old else new
+        if generation == self._generation:  # else an invalidation came meanwhile: answer only
+            for app_id, app in fresh.items():
+                old = self._by_id.pop(app_id, None)
+                if old is not None and self._by_key.get(old.key) is old:
+                    del self._by_key[old.key]
+                if app is not None:
+                    self._by_id[app_id] = app
+                    self._by_key[app.key] = app
+            self._missing.clear()
+        return fresh
 
     def cached(self) -> list[AppCredentials]:
         """The apps cached now (for the metrics' per-app zero series)."""

@@ -1,4 +1,5 @@
-"""Drop cached credentials whenever an app or one of its webhooks changes, on every node."""
+"""Drop cached credentials whenever an app or one of its webhooks changes, on every node, and
+apply the change to open sockets."""
 
 from __future__ import annotations
 
@@ -18,5 +19,7 @@ def invalidate_credentials(**kwargs: Any) -> None:
     """This process' cache now; every other node's once the change is visible to their reads."""
     # Also in a process that serves nothing (a command, a shell): the nodes must still hear of it.
     runtime = get_runtime()
+    # After the commit, so that a reload reads the change.
+    transaction.on_commit(runtime.apps_changed)
     runtime.credentials.invalidate()
     transaction.on_commit(runtime.cluster.invalidate_credentials)

@@ -7,10 +7,13 @@ be done once per event.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..protocol.wsframe import text_frame
 from ..stats import Stats
+
+if TYPE_CHECKING:
+    from ..credentials import AppCredentials
 
 
 class Outbound:
@@ -52,6 +55,10 @@ class LocalSocket(Protocol):
 
     def terminate(self, code: int, reason: str) -> None:
         """Send ``pusher:error`` ``code`` and close with it, from outside the socket's own task."""
+        ...
+
+    def app_changed(self, app: AppCredentials | None) -> None:
+        """Its app changed (``app``: the new snapshot, None once deleted): close or carry on."""
         ...
 
     def watchlist_changed(self, user_id: str, online: bool) -> None:

@@ -300,6 +300,28 @@ class PusherConsumer(AsyncConsumer):
         self.send_error(code, reason)
         self.runtime.tasks.spawn(self._close(code, reason))
 
+    def app_changed(self, app: AppCredentials | None) -> None:
+        """The app this socket belongs to changed (``app``: its new snapshot; None: deleted).
+        Deleted or disabled: the socket is closed (4001, 4003). Its key gone: closed with 4200,
+        so the client reconnects with the key it now has. Otherwise the new limits and flags
+        apply from the next frame on."""
+        if not self.open or self.closing or app is self.app:
+            return
+        if app is None:
+            self.terminate(errors.APP_NOT_FOUND, "Application does not exist")
+        elif not app.enabled:
+            self.terminate(errors.APP_DISABLED, "Application disabled")
+        elif app.key != self.app.key:
+            self.terminate(errors.RECONNECT, "Application key changed, reconnect")
+        else:
+            limit = app.max_client_events_per_second
+            if limit != self.app.max_client_events_per_second:
+                stats = self.runtime.stats
+                self.client_events = (
+                    None if limit is None else WindowLimiter(limit, (app.id, "client_events"), stats)
+                )
+            self.app = app
+
     def watchlist_changed(self, user_id: str, online: bool) -> None:
         name = "online" if online else "offline"
         self.push(frames.watchlist_events([{"name": name, "user_ids": [user_id]}]))

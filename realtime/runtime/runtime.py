@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -88,13 +89,17 @@ class Runtime:
         self._draining = False
         self._stopped = False
         self._stop_deadline: float | None = None
+        # The loop the runtime started on: app changes seen on other threads are handed to it.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._refresh: asyncio.Future[None] | None = None
+        self._refresh_again = False
 
     def _build_cluster(self) -> Cluster:
         conf = self.conf
         if conf.STATE_BACKEND == "redis":
             from ..cluster.redis.backend import RedisCluster
 
-            return RedisCluster(conf, self.registry, self.stats, self._removed, self.credentials.invalidate)
+            return RedisCluster(conf, self.registry, self.stats, self._removed, self.apps_changed)
         return MemoryCluster(self.registry)
 
     @property
@@ -152,9 +157,11 @@ class Runtime:
             logger.exception("realtime could not start")
             raise
         self._announced = True
+        self._loop = asyncio.get_running_loop()
         await self.cluster.start()
         self.webhooks.start()
         self.tasks.spawn(self._sweep_forever())
+        self.tasks.spawn(self._refresh_forever())
 
     async def wait_started(self) -> None:
         """Until the cluster backend has been reached once (at once for the in-process one)."""
@@ -255,6 +262,56 @@ class Runtime:
         while True:
             await asyncio.sleep(interval)
             self.sweep()
+
+    # App changes
+
+    def apps_changed(self) -> None:
+        """An app or webhook changed (a model signal in this process, another node's bus message):
+        forget the cached apps now, and bring this node's open sockets up to date on the loop
+        (``refresh_apps``). Callable from any thread."""
+        self.credentials.invalidate()
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._stopped:
+            return
+        # In a context of its own: the caller's (a database thread's, say) must not follow the
+        # refresh into its own database calls.
+        loop.call_soon_threadsafe(self._schedule_refresh, context=contextvars.Context())
+
+    def _schedule_refresh(self) -> None:
+        # Changes that arrive while a refresh runs are picked up by one more refresh after it.
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh_again = True
+            return
+        self._refresh = self.tasks.spawn(self._refresh_until_settled())
+
+    async def _refresh_until_settled(self) -> None:
+        self._refresh_again = True
+        while self._refresh_again:
+            self._refresh_again = False
+            await self._refresh_logged()
+
+    async def refresh_apps(self) -> None:
+        """Read again every app this process holds (cached, or with sockets open here) and hand
+        each open socket its app's snapshot when it changed: deleted or disabled apps' sockets
+        close, new limits and flags apply. Raises what the database raises."""
+        fresh = await self.credentials.reload({socket.app_id for socket in self.registry.sockets.values()})
+        for socket in list(self.registry.sockets.values()):
+            if socket.app_id in fresh:
+                try:
+                    socket.app_changed(fresh[socket.app_id])
+                except Exception:
+                    logger.exception("applying an app change to a socket failed")
+
+    async def _refresh_logged(self) -> None:
+        try:
+            await self.refresh_apps()
+        except Exception:
+            self.errors.exception(logger, "apps", "reading the apps again failed")
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.conf.CREDENTIALS_TTL)
+            await self._refresh_logged()
 
     # What the cluster backend removed on its own
 

@@ -272,6 +272,60 @@ async def test_app_changes_reach_every_node(cluster) -> None:
             await asyncio.sleep(0.1)
 
 
+async def test_app_changes_apply_to_open_sockets_on_every_node(cluster) -> None:
+    # A long CREDENTIALS_TTL: what closes the sockets is the change's message, not the reload.
+    a, b = cluster(2, CREDENTIALS_TTL="600")
+    sdk = a.pusher()
+    async with (
+        await PusherSocket.connect(a.ws_url()) as on_a,
+        await PusherSocket.connect(b.ws_url()) as on_b,
+    ):
+        for client in (on_a, on_b):
+            reply = await client.subscribe("private-x", sdk)
+            assert reply["event"] == "pusher_internal:subscription_succeeded"
+        await call(a.manage, "shell", "-c", _SAVE_APP % "app.enable_client_messages = False")
+        # Open sockets get the new flags: a client event is now refused on both nodes.
+        for client in (on_a, on_b):
+            deadline = time.monotonic() + 5
+            while True:
+                await client.send("client-x", {}, channel="private-x")
+                try:
+                    reply = await next_event(client, "pusher:error", 0.2)
+                except TimeoutError:
+                    assert time.monotonic() < deadline, "the open socket still relays client events"
+                    continue
+                assert reply["data"]["code"] == 4301, reply
+                break
+        await call(a.manage, "shell", "-c", _SAVE_APP % "app.enabled = False")
+        for client in (on_a, on_b):
+            frames, code = await until_closed(client.ws, timeout=5)
+            assert code == 4003
+            assert json.loads(frames[-1]["data"])["code"] == 4003
+    # And new sockets are refused on both.
+    for node in (a, b):
+        async with websockets.connect(node.ws_url()) as ws:
+            _, code = await until_closed(ws)
+        assert code == 4003
+
+
+async def test_one_node_without_redis_picks_up_another_process_change(start_server) -> None:
+    node = start_server(env={"CREDENTIALS_TTL": "0.5"})
+    async with await PusherSocket.connect(node.ws_url()) as client:
+        assert client.socket_id
+        # Another process (no Redis to carry the news): the node finds it at its next reload.
+        await call(node.manage, "shell", "-c", _SAVE_APP % "app.enabled = False")
+        _, code = await until_closed(client.ws, timeout=5)
+        assert code == 4003
+    async with websockets.connect(node.ws_url()) as ws:
+        _, code = await until_closed(ws)
+    assert code == 4003
+    with pytest.raises(pusher.errors.PusherForbidden, match="Application disabled"):
+        await call(node.pusher().trigger, "c", "e", {})
+
+
+_SAVE_APP = "from realtime.models import App; app = App.objects.get(id='100200'); %s; app.save()"
+
+
 async def test_killed_node_is_reaped_by_the_survivors(cluster) -> None:
     a, b, c = cluster(3, DEFAULT_APP_ENABLE_SUBSCRIPTION_COUNT="true")
     sdk = a.pusher()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from realtime.asgi import realtime_application
 from realtime.models import App
 from realtime.protocol.signatures import channel_auth
-from realtime.runtime import get_runtime
+from realtime.runtime import get_runtime, reset_runtime
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_runtime")]
 
@@ -90,3 +91,54 @@ async def test_cleanup_on_disconnect(connected, app: App) -> None:
     assert await runtime.state.connection_count(app.id) == 0
     assert runtime.registry.sockets == {}
     assert runtime.registry.channels == {}
+
+
+async def _closed_with(comm: WebsocketCommunicator, code: int) -> None:
+    error = await receive(comm)
+    assert error["event"] == "pusher:error" and error["data"]["code"] == code, error
+    closed = await comm.receive_output(timeout=2)
+    assert closed["type"] == "websocket.close" and closed["code"] == code
+
+
+async def test_disabling_the_app_closes_its_open_sockets_with_4003(connected, app: App) -> None:
+    comm, _ = connected
+    app.enabled = False
+    await app.asave()  # as the admin saves it: the change reaches the open socket at once
+    await _closed_with(comm, 4003)
+
+
+async def test_deleting_the_app_closes_its_open_sockets_with_4001(connected, app: App) -> None:
+    comm, _ = connected
+    await app.adelete()
+    await _closed_with(comm, 4001)
+
+
+async def test_changed_flags_apply_to_open_sockets(connected, app: App) -> None:
+    comm, socket_id = connected
+    channel = "private-flags"
+    auth = channel_auth(app.key, app.secret, socket_id, channel)
+    subscribe = {"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}}
+    await comm.send_to(text_data=json.dumps(subscribe))
+    assert (await receive(comm))["event"] == "pusher_internal:subscription_succeeded"
+    app.enable_client_messages = False
+    await app.asave()
+    runtime = get_runtime()
+    for _ in range(100):
+        socket = next(iter(runtime.registry.sockets.values()))
+        if not socket.app.enable_client_messages:
+            break
+        await asyncio.sleep(0.01)
+    await comm.send_to(text_data=json.dumps({"event": "client-x", "channel": channel, "data": {}}))
+    error = await receive(comm)
+    assert error["event"] == "pusher:error" and error["data"]["code"] == 4301, error
+
+
+async def test_a_change_no_signal_reached_applies_after_credentials_ttl(app: App, settings) -> None:
+    settings.REALTIME = {**settings.REALTIME, "CREDENTIALS_TTL": 0.2}
+    reset_runtime()  # a runtime built with the short period
+    comm = WebsocketCommunicator(application, f"/app/{app.key}?{QUERY}")
+    assert (await comm.connect())[0]
+    assert (await receive(comm))["event"] == "pusher:connection_established"
+    await App.objects.filter(id=app.id).aupdate(enabled=False)  # another process: no signal here
+    await _closed_with(comm, 4003)
+    await comm.disconnect()
