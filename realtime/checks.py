@@ -112,7 +112,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return problems
 
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 
 
 @register(Tags.compatibility)
@@ -150,7 +150,8 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         problems.append(
             Error(
                 "REALTIME['REDIS_URL'] is not a Redis URL.",
-                hint="Use redis://host:port/db, rediss:// for TLS, or unix:///path/to/socket.",
+                hint="Use redis://host:port/db, rediss:// for TLS, unix:///path/to/socket, or "
+                "redis+sentinel://host:port[,host:port...]/service_name[/db].",
                 id="realtime.E006",
             )
         )

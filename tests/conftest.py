@@ -394,6 +394,54 @@ def start_redis() -> RedisProcess:
     return redis
 
 
+@dataclass
+class SentinelGroup:
+    """A primary, its replica and one Sentinel watching them as ``service``."""
+
+    primary: RedisProcess
+    replica: RedisProcess
+    sentinel: RedisProcess
+    service: str = "realtime-primary"
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{self.service}/0"
+
+    def stop(self) -> None:
+        for process in (self.sentinel, self.replica, self.primary):
+            process.stop()
+
+
+def start_sentinel_group(directory: Path) -> SentinelGroup:
+    """``start_redis`` twice (the second a replica of the first) and ``redis-server --sentinel``
+    watching them, quick to fail over: down after 1 s, one Sentinel's vote enough."""
+    primary = start_redis()
+    replica = start_redis()
+    replica.args += ["--replicaof", "127.0.0.1", str(primary.port)]
+    replica.start()
+    port = free_port()
+    config = directory / f"sentinel-{port}.conf"
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+        f"sentinel monitor realtime-primary 127.0.0.1 {primary.port} 1\n"
+        "sentinel down-after-milliseconds realtime-primary 1000\n"
+        "sentinel failover-timeout realtime-primary 3000\n"
+        "sentinel parallel-syncs realtime-primary 1\n"
+    )
+    args = [shutil.which("redis-server") or "redis-server", str(config), "--sentinel"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sentinel = RedisProcess(process, port, args)
+    _wait_for_port(port)
+    return SentinelGroup(primary, replica, sentinel)
+
+
+@pytest.fixture
+def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    group = start_sentinel_group(tmp_path)
+    yield group
+    group.stop()
+
+
 @pytest.fixture
 def redis_server() -> Iterator[RedisProcess]:
     """A private ``redis-server`` on a free port, which a test may stop and restart."""

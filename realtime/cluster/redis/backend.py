@@ -29,8 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, ReadOnlyError, RedisError
@@ -43,6 +42,7 @@ from ...tasks import TaskSet
 from ..base import RemovalHandler, StateUnavailable
 from ..registry import Registry
 from .broker import RedisBroker, bus_channel, invalidation_message
+from .connect import RedisTarget
 from .state import RedisState
 
 if TYPE_CHECKING:
@@ -108,7 +108,6 @@ class RedisCluster:
         self.registry = registry
         self.stats = stats
         self.on_removed = on_removed
-        self.url = conf.REDIS_URL
         self.prefix = conf.REDIS_PREFIX
         # Constant for the process: the origin of bus messages. node_id changes per up period.
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -120,20 +119,18 @@ class RedisCluster:
         # The asyncio pool of redis-py 8 raises at once when full (redis-py#2517); the blocking
         # pool waits up to ``timeout`` for a free connection instead, so a burst of subscribes
         # queues rather than fails (docs/architecture.md, "Redis").
-        pool = BlockingConnectionPool.from_url(
-            conf.REDIS_URL,
-            max_connections=conf.REDIS_MAX_CONNECTIONS,
-            timeout=timeout,
+        self.target = RedisTarget.parse(conf.REDIS_URL)
+        self.client: Redis = self.target.pooled(
+            conf.REDIS_MAX_CONNECTIONS,
+            timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 1),
             decode_responses=True,
         )
-        self.client: Redis = Redis(connection_pool=pool)
         # The bus connection never retries: redis-py would reconnect and resubscribe silently,
         # and the messages published meanwhile would be lost without anyone knowing.
-        self._bus_client: Redis = Redis.from_url(
-            conf.REDIS_URL,
+        self._bus_client: Redis = self.target.single(
             max_connections=2,
             socket_connect_timeout=timeout,
             client_name=f"realtime-bus:{self.instance}",
@@ -237,13 +234,10 @@ class RedisCluster:
 
     def invalidate_credentials(self) -> None:
         """Tell every node that app credentials changed (sync: called from a model signal)."""
-        client = redis.Redis.from_url(self.url, socket_timeout=2.0, socket_connect_timeout=2.0)
         try:
-            client.publish(bus_channel(self.prefix), invalidation_message())
+            self.target.publish_once(bus_channel(self.prefix), invalidation_message(), 2.0)
         except (RedisError, OSError):
             logger.warning("could not tell the other nodes that app credentials changed")
-        finally:
-            client.close()
 
     def failed(self, reason: str) -> None:
         """Go down now; the supervisor reconnects. Idempotent."""
