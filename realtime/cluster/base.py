@@ -146,9 +146,10 @@ class Broker(Protocol):
 
     async def publish(
         self, app_id: str, channels: list[str], text: str, except_socket_id: str | None = None
-    ) -> int:
+    ) -> None:
         """Deliver ``text`` (a server frame, encoded once) to every subscriber of ``channels``
-        but ``except_socket_id``; return the number of local deliveries."""
+        but ``except_socket_id``. Events published one after another (each awaited) reach every
+        subscriber in that order, whichever node published each."""
         ...
 
     async def terminate_user(self, app_id: str, user_id: str) -> None:

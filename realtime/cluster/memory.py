@@ -170,10 +170,11 @@ class LocalBroker:
 
     async def publish(
         self, app_id: str, channels: list[str], text: str, except_socket_id: str | None = None
-    ) -> int:
+    ) -> None:
         message = Outbound(text)
         deliver = self.registry.deliver
-        return sum(deliver(app_id, channel, message, except_socket_id) for channel in channels)
+        for channel in channels:
+            deliver(app_id, channel, message, except_socket_id)
 
     async def terminate_user(self, app_id: str, user_id: str) -> None:
         self.registry.terminate_user(app_id, user_id, errors.UNAUTHORIZED, TERMINATED_REASON)

@@ -11,77 +11,14 @@ import asyncio
 import json
 import signal
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pusher
 import pytest
 import websockets
 
-from tests.conftest import RedisProcess, ServerProcess
+from tests.e2e.nodes import DEAD_NODE_TIMEOUT, call, http_status, next_event, wait_ready
 from tests.pusher_client import PusherSocket, until_closed
-
-# Short for the tests, yet several heartbeats (a third of it each) so a busy CI machine does not
-# declare a live node dead.
-DEAD_NODE_TIMEOUT = 2.0
-
-
-def http_status(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
-def wait_ready(node: ServerProcess, ready: bool = True, timeout: float = 15) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        status, _ = http_status(node.url("/ready"))
-        if (status == 200) == ready:
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"/ready never became {'200' if ready else '503'}:\n{node.output()[-3000:]}")
-
-
-@pytest.fixture
-def cluster(
-    start_server: Callable[..., ServerProcess], redis_server: RedisProcess, tmp_path: Path
-) -> Iterator[Callable[..., list[ServerProcess]]]:
-    """Start n nodes sharing redis_server and one database (so an app saved on one is seen by all)."""
-    data_dir = tmp_path / "shared"
-
-    def start(n: int = 3, **env: str) -> list[ServerProcess]:
-        options = {
-            "REDIS_URL": redis_server.url,
-            "REDIS_PREFIX": "e2e",
-            "REDIS_SOCKET_TIMEOUT": "1",
-            "DEAD_NODE_TIMEOUT": str(DEAD_NODE_TIMEOUT),
-            "SHUTDOWN_GRACE_SECONDS": "5",
-            **env,
-        }
-        nodes = [start_server(env=options, data_dir=data_dir) for _ in range(n)]
-        for node in nodes:
-            wait_ready(node)
-        return nodes
-
-    yield start
-
-
-async def call(function: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(function, *args)
-
-
-async def next_event(client: PusherSocket, event: str, timeout: float = 5) -> dict[str, Any]:
-    """The next frame named ``event``, skipping others (subscription counts, pings)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        message = await client.recv(max(0.01, deadline - time.monotonic()))
-        if message["event"] == event:
-            return message
 
 
 async def subscribed(client: PusherSocket, channel: str, sdk: pusher.Pusher, user: dict[str, Any]) -> Any:

@@ -11,7 +11,7 @@ import redis
 import websockets
 
 from tests.conftest import SentinelGroup, ServerProcess
-from tests.e2e.test_multinode import call, next_event, wait_ready
+from tests.e2e.nodes import call, next_event, wait_ready
 from tests.pusher_client import PusherSocket, until_closed
 
 CHANNEL = "presence-failover"

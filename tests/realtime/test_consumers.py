@@ -57,8 +57,7 @@ async def test_subscribe_and_fan_out(connected, app: App) -> None:
     await comm.send_to(text_data=json.dumps({"event": "pusher:subscribe", "data": {"channel": "c"}}))
     assert (await receive(comm))["event"] == "pusher_internal:subscription_succeeded"
     runtime = get_runtime()
-    delivered = await runtime.broker.publish(app.id, ["c"], '{"event":"e","channel":"c","data":"1"}')
-    assert delivered == 1
+    await runtime.broker.publish(app.id, ["c"], '{"event":"e","channel":"c","data":"1"}')
     assert await receive(comm) == {"event": "e", "channel": "c", "data": "1"}
 
 

@@ -66,7 +66,8 @@ class BusLink(Protocol):
 
 
 class RedisBroker:
-    """``Broker`` over Redis pub/sub: local sockets at once, one PUBLISH for the other nodes."""
+    """``Broker`` over Redis pub/sub: one PUBLISH per event, delivered by every node (this one too)
+    as it reads the bus; terminations and watchlist changes act on local sockets at once."""
 
     def __init__(
         self, backend: BusLink, registry: Registry, stats: Stats, on_invalidate: Callable[[], None]
@@ -80,16 +81,13 @@ class RedisBroker:
 
     async def publish(
         self, app_id: str, channels: list[str], text: str, except_socket_id: str | None = None
-    ) -> int:
-        # Local sockets first, before any await, as on a single node: a socket that subscribes
-        # while the PUBLISH is in flight does not get this event ahead of its own
-        # subscription_succeeded. If Redis fails, the local sockets are closed with 4200 anyway.
-        message = Outbound(text)
-        deliver = self.registry.deliver
-        delivered = sum(deliver(app_id, channel, message, except_socket_id) for channel in channels)
+    ) -> None:
+        # Every node delivers from the bus, this one included: Redis puts all PUBLISHes to the bus
+        # in one order and each node reads them in that order, so an event this node has
+        # answered for is never overtaken by a later one published through another node. (This
+        # node's sockets get it one Redis round trip later than a local-first delivery would.)
         fields = ("p", self.origin, app_id, except_socket_id or "", CHANNEL_SEP.join(channels), text)
         await self._send("publish", SEP.join(fields))
-        return delivered
 
     async def terminate_user(self, app_id: str, user_id: str) -> None:
         self.registry.terminate_user(app_id, user_id, errors.UNAUTHORIZED, TERMINATED_REASON)
@@ -121,16 +119,16 @@ class RedisBroker:
     def dispatch(self, data: str) -> None:
         """Act on one bus message (``data``: a record as above): ``p`` delivers to local subscribers,
         ``t`` closes the user's local sockets with 4009, ``w`` tells local watchers, ``c`` drops cached
-        credentials. Other kinds and this node's own ``p``/``t``/``w`` are ignored; a malformed message
-        or a failing socket is logged and counted (``adapter_errors``), never raised.
+        credentials. Other kinds and this node's own ``t``/``w`` are ignored; a malformed message or a
+        failing socket is logged and counted (``adapter_errors``), never raised.
         """
         kind, _, rest = data.partition(SEP)
         origin, _, rest = rest.partition(SEP)
         if kind == "c":
             self.on_invalidate()
             return
-        if origin == self.origin:
-            return
+        if origin == self.origin and kind != "p":
+            return  # terminations and watchlist changes act on this node's sockets at once
         stats = self.stats
         stats.incr("adapter_operations", ("receive",))
         try:
