@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from realtime.cluster.base import StateUnavailable
 from realtime.cluster.redis.backend import RedisCluster
@@ -365,6 +366,34 @@ async def test_lost_bus_connection_retires_the_node_id(nodes, redis_server) -> N
         await asyncio.sleep(0.05)
     assert await b.client.zscore("test:nodes", old_id) is None
     assert b.up
+
+
+async def test_an_error_from_before_a_reconnect_does_not_end_the_new_period(nodes, redis_server) -> None:
+    a = await nodes()
+    release = asyncio.Event()
+
+    async def command_of_the_old_period() -> None:
+        await release.wait()
+        raise RedisConnectionError("Connection closed by server.")
+
+    pending = asyncio.ensure_future(a.call("publish", command_of_the_old_period))
+    await asyncio.sleep(0.05)
+    old_id = a.node_id
+    admin = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    bus = [c for c in admin.client_list() if c.get("name") == f"realtime-bus:{a.instance}"]
+    admin.client_kill_filter(_id=bus[0]["id"])
+    admin.close()
+    await wait_for(lambda: a.up and a.node_id != old_id)
+    # A socket that arrives in the new period, then the old command's failure comes in.
+    fresh = FakeSocket("1.9")
+    a.registry.add(fresh)
+    release.set()
+    with pytest.raises(StateUnavailable):
+        await pending
+    await asyncio.sleep(0.3)
+    assert a.up
+    assert fresh.terminated == []
+    assert a.problem is None
 
 
 async def test_adapter_metrics_are_counted(nodes) -> None:

@@ -168,6 +168,7 @@ class RedisCluster:
         if not self.up:
             stats.incr("adapter_errors", (operation,))
             raise StateUnavailable(REFUSED, errors.OVER_CAPACITY)
+        epoch = self._epoch
         started = time.perf_counter()
         try:
             result = await command()
@@ -176,7 +177,7 @@ class RedisCluster:
             raise StateUnavailable(REFUSED, errors.OVER_CAPACITY) from exc
         except OUTAGE_ERRORS as exc:
             stats.incr("adapter_errors", (operation,))
-            self.failed(f"{operation} failed: {exc.__class__.__name__}")
+            self.failed(f"{operation} failed: {exc.__class__.__name__}", epoch)
             raise StateUnavailable(CLOSED, errors.RECONNECT) from exc
         stats.observe("adapter_latency", time.perf_counter() - started, (operation,))
         return result
@@ -239,9 +240,11 @@ class RedisCluster:
         except (RedisError, OSError):
             logger.warning("could not tell the other nodes that app credentials changed")
 
-    def failed(self, reason: str) -> None:
-        """Go down now; the supervisor reconnects. Idempotent."""
-        if not self.up:
+    def failed(self, reason: str, epoch: int | None = None) -> None:
+        """Go down now; the supervisor reconnects. Idempotent. ``epoch``: the up period the failure
+        belongs to (a command's, when it started); a failure from an earlier period, which arrives
+        after the reconnect, says nothing about the new one and is ignored."""
+        if not self.up or (epoch is not None and epoch != self._epoch):
             return
         self.up = False
         self.problem = "redis unavailable"
