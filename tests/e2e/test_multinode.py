@@ -8,6 +8,7 @@ then normal service again), and SIGTERM during traffic (every client gets 4200).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -352,6 +353,46 @@ async def test_redis_outage_and_recovery(cluster, redis_server) -> None:
     for node in (a, b):
         assert node.process.poll() is None
         assert "Traceback" not in node.output(), node.output()[-3000:]
+
+
+async def test_after_redis_restarts_a_killed_node_is_reaped_without_false_alarms(
+    cluster, redis_server
+) -> None:
+    # What an operator saw: Redis restarted twice under traffic, then a watcher on one node, a
+    # user on the other, that node killed. The survivor must stay up (no 4200 for its new
+    # socket), tell the watcher member_removed and list the watcher alone.
+    a, b = cluster(2)
+    sdk = a.pusher()
+    publishing = True
+
+    async def publish() -> None:
+        while publishing:
+            for node in (a, b):
+                with contextlib.suppress(Exception):
+                    await call(node.pusher().trigger, "traffic", "e", {})
+
+    traffic = asyncio.ensure_future(publish())
+    for _ in range(2):
+        redis_server.stop()
+        await asyncio.sleep(0.3)
+        redis_server.start()
+        for node in (a, b):
+            wait_ready(node, timeout=15)
+    publishing = False
+    await traffic
+    channel = "presence-after-restarts"
+    async with await PusherSocket.connect(a.ws_url()) as watcher:
+        await watcher.subscribe(channel, sdk, {"user_id": "watcher"})
+        user = await PusherSocket.connect(b.ws_url())
+        await subscribed(user, channel, sdk, {"user_id": "visitor"})
+        await next_event(watcher, "pusher_internal:member_added")
+        b.kill()
+        removed = await next_event(watcher, "pusher_internal:member_removed", timeout=DEAD_NODE_TIMEOUT + 5)
+        assert removed["data"] == {"user_id": "visitor"}
+        users = await call(sdk.users_info, channel)
+        assert [u["id"] for u in users["users"]] == ["watcher"]
+        await watcher.send("pusher:ping", {})
+        assert (await next_event(watcher, "pusher:pong"))["event"] == "pusher:pong"  # still open
 
 
 async def test_http_api_during_outage_answers_503_json(cluster, redis_server) -> None:
