@@ -21,7 +21,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
 from .conf import get_settings
-from .models import LIMIT_FIELDS, App, Webhook, WebhookDelivery
+from .models import LIMIT_FIELDS, App, AppKey, Webhook, WebhookDelivery, revoke_key
 from .webhooks import store
 
 
@@ -46,6 +46,32 @@ class WebhookInline(admin.TabularInline):
     # and a scheme-less URL typed into the admin should be https anyway.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fields = ("url", "event_types", "headers", "filter_prefix", "filter_suffix")
+
+
+def _masked(secret: str) -> str:
+    return f"{'•' * 12}{secret[-4:]}"
+
+
+class AppKeyInline(admin.TabularInline):
+    """An app's additional key pairs, revoked by deleting them (the app list's "Add a key pair"
+    action adds one and shows its secret once)."""
+
+    model = AppKey
+    extra = 0
+    fields = ("key", "masked_secret", "created")
+    readonly_fields = ("key", "masked_secret", "created")
+    verbose_name_plural = "additional keys (valid alongside the app's key; delete one to revoke it)"
+
+    @admin.display(description="secret")
+    def masked_secret(self, pair: AppKey) -> str:
+        """The secret masked."""
+        return _masked(pair.secret)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # added by the action, which shows the secret once
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a pair is added or revoked, never edited
 
 
 @admin.register(App)
@@ -74,8 +100,8 @@ class AppAdmin(admin.ModelAdmin):
     )
     search_fields = ("id", "key", "name")
     readonly_fields = ("masked_secret", "delivery_summary", "created", "updated")
-    actions = ("regenerate_secret",)
-    inlines = (WebhookInline,)
+    actions = ("regenerate_secret", "add_key", "retire_main_key")
+    inlines = (AppKeyInline, WebhookInline)
     fieldsets = (
         (None, {"fields": ("name", "id", "key", "masked_secret", "enabled", "delivery_summary")}),
         (
@@ -104,7 +130,7 @@ class AppAdmin(admin.ModelAdmin):
         """The secret as 12 bullets and its last 4 characters, or a note while the app is not saved yet."""
         if not app.secret or app._state.adding:
             return "generated when saved, shown once"
-        return f"{'•' * 12}{app.secret[-4:]}"
+        return _masked(app.secret)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[App]:
         """The apps, each annotated with ``pending_deliveries`` and ``failed_deliveries`` (ints)."""
@@ -160,6 +186,31 @@ class AppAdmin(admin.ModelAdmin):
                 request,
                 f"App {obj.id} created. Its secret is {obj.secret} — copy it now, it is not shown again.",
             )
+
+    @admin.action(description="Add a key pair to the selected apps (the old pairs stay valid)")
+    def add_key(self, request: HttpRequest, queryset: QuerySet[App]) -> None:
+        """Admin action: a new key pair per selected app, its secret shown once in a message."""
+        for app in queryset:
+            pair = app.add_key()
+            messages.warning(
+                request,
+                f"Key {pair.key} added to app {app.id}. Its secret is {pair.secret} — copy it now, it "
+                "is not shown again.",
+            )
+
+    @admin.action(
+        description="Revoke the main key of the selected apps (their newest additional key takes its place)"
+    )
+    def retire_main_key(self, request: HttpRequest, queryset: QuerySet[App]) -> None:
+        """Admin action: revoke each selected app's own key; its newest additional pair replaces it."""
+        for app in queryset:
+            old = app.key
+            try:
+                revoke_key(app, old)
+            except ValueError as exc:
+                messages.error(request, str(exc))
+                continue
+            messages.success(request, f"Key {old} of app {app.id} revoked; its key is now {app.key}.")
 
     @admin.action(description="Regenerate the secret of the selected apps")
     def regenerate_secret(self, request: HttpRequest, queryset: QuerySet[App]) -> None:

@@ -9,11 +9,14 @@ The one cache of a process belongs to its runtime (``realtime.runtime``).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
+
+from .protocol.signatures import verify_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,36 @@ class AppCredentials:
     max_event_batch_size: int
     max_channel_name_length: int
     webhooks: tuple[WebhookTarget, ...]
+    # More (key, secret) pairs valid alongside ``key``/``secret``, oldest first.
+    extra_pairs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key of the app: its own, then the additional ones."""
+        return (self.key, *(key for key, _ in self.extra_pairs))
+
+    def secret_for(self, key: str) -> str | None:
+        """The secret paired with ``key``, or None when ``key`` is not one of the app's."""
+        if hmac.compare_digest(key.encode("utf-8", "replace"), self.key.encode()):
+            return self.secret
+        for extra_key, secret in self.extra_pairs:
+            if hmac.compare_digest(key.encode("utf-8", "replace"), extra_key.encode()):
+                return secret
+        return None
+
+    def verify_token(self, token: object, string_to_sign: str) -> bool:
+        """Check a ``"<key>:<hex>"`` channel or user authentication token against whichever of
+        the app's pairs its key names (auth-signatures reference)."""
+        if not isinstance(token, str):
+            return False
+        key = token.partition(":")[0]
+        secret = self.secret_for(key)
+        return secret is not None and verify_token(key, secret, token, string_to_sign)
+
+    @property
+    def signing_pair(self) -> tuple[str, str]:
+        """``(key, secret)`` that webhooks are signed with: the newest pair."""
+        return self.extra_pairs[-1] if self.extra_pairs else (self.key, self.secret)
 
     def __repr__(self) -> str:
         # Never let the secret reach a log line or a traceback.
@@ -105,19 +138,26 @@ def _snapshot(app) -> AppCredentials:  # type: ignore[no-untyped-def]
             )
             for w in app.webhooks.all()
         ),
+        extra_pairs=tuple((pair.key, pair.secret) for pair in app.extra_keys.all()),
     )
 
 
 def _load_many(app_ids: list[str]) -> dict[str, AppCredentials]:
     from .models import App
 
-    return {app.id: _snapshot(app) for app in App.objects.prefetch_related("webhooks").filter(id__in=app_ids)}
+    apps = App.objects.prefetch_related("webhooks", "extra_keys").filter(id__in=app_ids)
+    return {app.id: _snapshot(app) for app in apps}
 
 
 def _load(field: str, value: str) -> AppCredentials | None:
     from .models import App
 
-    app = App.objects.prefetch_related("webhooks").filter(**{field: value}).first()
+    apps = App.objects.prefetch_related("webhooks", "extra_keys")
+    if field == "key":
+        # An app's own key, or one of its additional keys (unique across both).
+        app = apps.filter(key=value).first() or apps.filter(extra_keys__key=value).first()
+    else:
+        app = apps.filter(**{field: value}).first()
     return _snapshot(app) if app is not None else None
 
 
@@ -182,7 +222,8 @@ class CredentialsCache:
                 self._missing.clear()
             self._missing[(field, value)] = time.monotonic() + self.negative_ttl
             return None
-        self._by_key[app.key] = app
+        for key in app.keys:
+            self._by_key[key] = app
         self._by_id[app.id] = app
         return app
 
@@ -203,11 +244,14 @@ class CredentialsCache:
         if generation == self._generation:  # else an invalidation came meanwhile: answer only
             for app_id, app in fresh.items():
                 old = self._by_id.pop(app_id, None)
-                if old is not None and self._by_key.get(old.key) is old:
-                    del self._by_key[old.key]
+                if old is not None:
+                    for key in old.keys:
+                        if self._by_key.get(key) is old:
+                            del self._by_key[key]
                 if app is not None:
                     self._by_id[app_id] = app
-                    self._by_key[app.key] = app
+                    for key in app.keys:
+                        self._by_key[key] = app
             self._missing.clear()
         return fresh
 

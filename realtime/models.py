@@ -6,7 +6,7 @@ import secrets
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 
 from .protocol import limits
 
@@ -128,11 +128,62 @@ class App(models.Model):
     def __str__(self) -> str:
         return self.name or self.id
 
+    def add_key(self) -> AppKey:
+        """A new random key pair for this app, saved, valid alongside the others."""
+        while True:
+            key = new_key()
+            if not App.objects.filter(key=key).exists():
+                return AppKey.objects.create(app=self, key=key)
+
     def regenerate_secret(self) -> str:
         """Replace the secret with a new random one, save ``secret`` and ``updated`` only, and return it."""
         self.secret = new_secret()
         self.save(update_fields=["secret", "updated"])
         return self.secret
+
+
+class AppKey(models.Model):
+    """One more key and secret of an app, valid alongside the app's own (``App.key``/``secret``):
+    the overlap that lets clients and backends move to a new pair before the old one is revoked.
+    Deleting the row revokes the pair. Webhooks are signed with the newest pair.
+    """
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="extra_keys")
+    key = models.CharField(max_length=64, unique=True, default=new_key, validators=[_token])
+    secret = models.CharField(max_length=128, default=new_secret, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = "additional key"
+
+    def __str__(self) -> str:
+        return self.key
+
+    def clean(self) -> None:
+        """Raises ``ValidationError`` when ``key`` is another app's (or this app's own) main key."""
+        if App.objects.filter(key=self.key).exists():
+            raise ValidationError({"key": "This key is already an app's key."})
+
+
+def revoke_key(app: App, key: str) -> None:
+    """Revoke the pair whose key is ``key``: an additional pair is deleted; the app's own is replaced
+    by its newest additional pair (which then stops being additional). Raises ``ValueError`` when
+    ``key`` is not one of the app's or is its only pair."""
+    extra = list(app.extra_keys.all())
+    if key != app.key:
+        match = [pair for pair in extra if pair.key == key]
+        if not match:
+            raise ValueError(f"{key!r} is not a key of app {app.id}")
+        match[0].delete()
+        return
+    if not extra:
+        raise ValueError(f"{key!r} is app {app.id}'s only key: add another before revoking it")
+    newest = extra[-1]
+    with transaction.atomic():
+        newest.delete()
+        app.key, app.secret = newest.key, newest.secret
+        app.save(update_fields=["key", "secret", "updated"])
 
 
 class Webhook(models.Model):

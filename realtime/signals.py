@@ -9,11 +9,12 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from .models import App, Webhook
+from .models import App, AppKey, Webhook
 from .runtime import get_runtime
 
 
 @receiver([post_save, post_delete], sender=App)
+@receiver([post_save, post_delete], sender=AppKey)
 @receiver([post_save, post_delete], sender=Webhook)
 def invalidate_credentials(**kwargs: Any) -> None:
     """This process' cache now; every other node's once the change is visible to their reads."""

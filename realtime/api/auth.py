@@ -51,7 +51,8 @@ def _verify(request: HttpRequest, app: AppCredentials, params: dict[str, str]) -
     missing = [name for name in _REQUIRED if not params.get(name)]
     if missing:
         raise ApiError(401, f"Missing authentication parameters: {', '.join(missing)}", "missing_params")
-    if not hmac.compare_digest(params["auth_key"].encode(), app.key.encode()):
+    secret = app.secret_for(params["auth_key"])
+    if secret is None:
         raise ApiError(401, "Unknown auth_key for this app", "unknown_key")
     if params["auth_version"] != "1.0":
         raise ApiError(401, "Unsupported auth_version", "bad_version")
@@ -77,7 +78,7 @@ def _verify(request: HttpRequest, app: AppCredentials, params: dict[str, str]) -
     # Verify over the path as the client signed it; behind a prefix-stripping proxy that is
     # the path before the prefix was removed (the Reverb "signature invalid" trap).
     for path in dict.fromkeys((request.path, request.path_info)):
-        expected = api_signature(app.secret, request.method or "GET", path, params)
+        expected = api_signature(secret, request.method or "GET", path, params)
         if hmac.compare_digest(expected.encode(), signature):
             break
     else:

@@ -58,6 +58,7 @@ class PusherConsumer(AsyncConsumer):
         "client_events",
         "closing",
         "connected_at",
+        "key",
         "last_seen",
         "open",
         "ping_sent_at",
@@ -69,6 +70,8 @@ class PusherConsumer(AsyncConsumer):
     )
 
     app: AppCredentials
+    # The key this socket connected with (one of the app's).
+    key: str
     runtime: Runtime
 
     def __init__(self) -> None:
@@ -182,6 +185,8 @@ class PusherConsumer(AsyncConsumer):
             await runtime.state.remove_connection(app.id, self.socket_id)
             raise PusherError(errors.RECONNECT, SHUTDOWN_REASON)
         self.app = app
+        # The app's own string object, not the path's: one fewer string kept per socket.
+        self.key = next(k for k in app.keys if k == key)
         self.open = True
         if app.max_client_events_per_second is not None:
             limit = app.max_client_events_per_second
@@ -311,8 +316,8 @@ class PusherConsumer(AsyncConsumer):
             self.terminate(errors.APP_NOT_FOUND, "Application does not exist")
         elif not app.enabled:
             self.terminate(errors.APP_DISABLED, "Application disabled")
-        elif app.key != self.app.key:
-            self.terminate(errors.RECONNECT, "Application key changed, reconnect")
+        elif self.key not in app.keys:
+            self.terminate(errors.RECONNECT, "Application key revoked, reconnect")
         else:
             limit = app.max_client_events_per_second
             if limit != self.app.max_client_events_per_second:

@@ -23,7 +23,7 @@ from ..protocol.names import (
     server_to_user_id,
 )
 from ..protocol.presence import Member, SignedInUser, parse_channel_data, parse_user_data
-from ..protocol.signatures import channel_string_to_sign, user_string_to_sign, verify_token
+from ..protocol.signatures import channel_string_to_sign, user_string_to_sign
 from ..runtime import changes
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ async def subscribe(conn: Connection, data: dict[str, Any]) -> None:
     elif kind.requires_auth:
         channel_data = data.get("channel_data") if kind.presence else None
         signed = channel_string_to_sign(conn.socket_id, channel, channel_data)
-        if not verify_token(app.key, app.secret, data.get("auth"), signed):
+        if not app.verify_token(data.get("auth"), signed):
             runtime.stats.incr("authentication_failures", (app.id, "channel"))
             return _refuse(conn, channel, "AuthError", "Invalid signature", 401)
         if kind.presence:
@@ -133,7 +133,7 @@ async def signin(conn: Connection, data: dict[str, Any]) -> None:
     runtime = conn.runtime
     user_data = data.get("user_data")
     signed = user_string_to_sign(conn.socket_id, user_data if isinstance(user_data, str) else "")
-    if not isinstance(user_data, str) or not verify_token(app.key, app.secret, data.get("auth"), signed):
+    if not isinstance(user_data, str) or not app.verify_token(data.get("auth"), signed):
         runtime.stats.incr("authentication_failures", (app.id, "signin"))
         raise PusherError(errors.UNAUTHORIZED, "Invalid signature")
     user = parse_user_data(user_data)

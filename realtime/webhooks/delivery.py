@@ -199,11 +199,12 @@ class Deliverer:
     async def _post(self, app: AppCredentials, target: WebhookTarget, batch: Batch) -> tuple[int | None, str]:
         body = batch.body.encode()
         headers = dict(target.headers)
+        key, secret = app.signing_pair
         headers.update(
             {
                 "Content-Type": "application/json",
-                "X-Pusher-Key": app.key,
-                "X-Pusher-Signature": webhook_signature(app.secret, body),
+                "X-Pusher-Key": key,
+                "X-Pusher-Signature": webhook_signature(secret, body),
                 DELIVERY_ID_HEADER: str(batch.id),
             }
         )

@@ -685,3 +685,46 @@ def test_watchlist_online_and_offline_events(connect: Connect) -> None:
     gina.close()
     offline = watcher.wait_for(since, type="watchlist", name="offline")
     assert offline["event"] == {"name": "offline", "user_ids": ["gina"]}
+
+
+# Key rotation
+
+
+def test_a_client_on_a_new_key_pair_stays_while_the_old_pair_is_revoked(
+    server: ServerProcess, connect: Connect, apps: dict[str, App], auth: AuthEndpoint
+) -> None:
+    app_id, key, secret = server.create_app(name="rotation")
+    printed = server.manage("realtime_rotatesecret", app_id)
+    new_key = printed.split("key:")[1].split()[0]
+    new_secret = printed.split("secret:")[1].split()[0]
+    apps["rotation-old"] = old = App(server, app_id, key, secret)
+    apps["rotation-new"] = new = App(server, app_id, new_key, new_secret)
+    auth.profiles["rotation-old"], auth.profiles["rotation-new"] = old.sdk(), new.sdk()
+    # Each pair signs its own subscriptions and publishes: both work during the overlap.
+    on_old, on_new = connect("on-old", app="rotation-old"), connect("on-new", app="rotation-new")
+    for client in (on_old, on_new):
+        assert client.subscribe("private-rotation")["event"] == "pusher:subscription_succeeded"
+    trigger(old, "private-rotation", "through-old", {"n": 1})
+    trigger(new, "private-rotation", "through-new", {"n": 2})
+    for client in (on_old, on_new):
+        client.wait_for(type="event", channel="private-rotation", event="through-new")
+        assert client.events("private-rotation", "through-old")[0]["data"] == {"n": 1}
+
+    since = on_new.mark()
+    server.manage("realtime_rotatesecret", app_id, "--revoke", key)
+    # The server reads the change within CREDENTIALS_TTL: the old key's socket is told to
+    # reconnect (4200), and its key no longer exists (4001).
+    on_old.wait_for(type="state", current=_one_of("connecting", "unavailable", "failed"), timeout=15)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            trigger(old, "private-rotation", "after-revoke", {})
+        except pusher.errors.PusherBadAuth:
+            break
+        assert time.monotonic() < deadline, "the revoked pair still publishes"
+        time.sleep(0.2)
+    trigger(new, "private-rotation", "still-here", {"n": 3})
+    still = on_new.wait_for(since, type="event", channel="private-rotation", event="still-here")
+    assert still["data"] == {"n": 3}
+    assert on_new.find(since, type="state") == []  # never left "connected"
+    assert on_new.events("private-rotation", "after-revoke") == []

@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from realtime.conf import get_settings
-from realtime.models import App, Webhook, WebhookDelivery
+from realtime.models import App, AppKey, Webhook, WebhookDelivery
 from realtime.protocol.signatures import webhook_signature
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +34,11 @@ def inline_management(total: int = 0, initial: int = 0) -> dict[str, str]:
         "webhooks-INITIAL_FORMS": str(initial),
         "webhooks-MIN_NUM_FORMS": "0",
         "webhooks-MAX_NUM_FORMS": "1000",
+        # The additional keys inline: none posted (added by an action, revoked by deletion).
+        "extra_keys-TOTAL_FORMS": "0",
+        "extra_keys-INITIAL_FORMS": "0",
+        "extra_keys-MIN_NUM_FORMS": "0",
+        "extra_keys-MAX_NUM_FORMS": "1000",
     }
 
 
@@ -212,6 +217,30 @@ def test_regenerate_secret_action(admin_client: Client) -> None:
     # Once: the next page load does not show it again.
     again = admin_client.get(LIST_URL).content.decode()
     assert first.secret not in again and second.secret not in again
+
+
+def test_key_pairs_are_added_shown_once_masked_after_and_revoked(admin_client: Client) -> None:
+    app = App.objects.create(id="21", key="main-21")
+    response = admin_client.post(LIST_URL, {"action": "add_key", "_selected_action": ["21"]}, follow=True)
+    pair = AppKey.objects.get(app=app)
+    assert response.content.decode().count(pair.secret) == 1
+    assert [m for m in messages_of(response) if pair.key in m and "not shown again" in m]
+    page = admin_client.get(change_url(app)).content.decode()
+    assert pair.key in page and pair.secret not in page and pair.secret[-4:] in page
+    response = admin_client.post(
+        LIST_URL, {"action": "retire_main_key", "_selected_action": ["21"]}, follow=True
+    )
+    app.refresh_from_db()
+    assert app.key == pair.key and app.secret == pair.secret
+    assert not AppKey.objects.filter(app=app).exists()
+    assert [m for m in messages_of(response) if "main-21 of app 21 revoked" in m]
+    # Its only pair now: revoking it is refused, with the reason.
+    response = admin_client.post(
+        LIST_URL, {"action": "retire_main_key", "_selected_action": ["21"]}, follow=True
+    )
+    assert [m for m in messages_of(response) if "only key" in m]
+    app.refresh_from_db()
+    assert app.key == pair.key
 
 
 def webhook_form(index: int, **fields: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from realtime.conf import RealtimeSettings
 from realtime.credentials import CredentialsCache
-from realtime.models import App, Webhook, WebhookDelivery
+from realtime.models import App, AppKey, Webhook, WebhookDelivery
 from realtime.protocol.signatures import webhook_signature
 from realtime.provisioning import sync_app
 from realtime.stats import Stats
@@ -148,6 +148,17 @@ async def test_delivered_signed_with_a_delivery_id(receiver: Receiver) -> None:
     assert (row.attempts, row.last_status, row.delivered is not None) == (1, 200, True)
     assert stats.counters["webhooks_sent"][("4", "channel_occupied")] == 3
     assert stats.counters["queue_jobs_processed"][("webhooks",)] == 1
+    await done(deliverer)
+
+
+async def test_signed_with_the_newest_key_pair(receiver: Receiver) -> None:
+    app, _ = await sync_to_async(make_app)("6", receiver.url)
+    await AppKey.objects.acreate(app=app, key="key6-new", secret="secret6-new")
+    _, deliverer = await deliver(RealtimeSettings(), "6", [{"name": "channel_occupied", "channel": "n"}])
+    await wait_until(lambda: rows()[0].status == "delivered")
+    [hit] = receiver.snapshot()
+    assert hit.headers["X-Pusher-Key"] == "key6-new"
+    assert hit.headers["X-Pusher-Signature"] == webhook_signature("secret6-new", hit.body)
     await done(deliverer)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.models import LIMIT_FIELDS, App
+from realtime.models import LIMIT_FIELDS, App, AppKey
 from realtime.provisioning import sync_app
 
 _FLAGS = (
@@ -64,7 +64,8 @@ class Command(BaseCommand):
                 config[limit] = None if options[limit] < 0 else options[limit]
         if App.objects.filter(id=config["id"]).exists():
             raise CommandError(f"An app with id {config['id']} already exists.")
-        if config["key"] and App.objects.filter(key=config["key"]).exists():
+        key = config["key"]
+        if key and (App.objects.filter(key=key).exists() or AppKey.objects.filter(key=key).exists()):
             raise CommandError("An app with that key already exists.")
         try:
             app = sync_app(config)
