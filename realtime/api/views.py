@@ -70,8 +70,7 @@ def api_view(endpoint: str, methods: tuple[str, ...], *, read: bool = False) -> 
                 app = await authenticate(runtime.credentials, request, app_id)
                 app_label = app.id
                 limit = app.max_read_requests_per_second
-                if read and not runtime.limiters.allow(app.id, "read_requests", limit):
-                    stats.incr("rate_limit_triggered", (app.id, "read_requests"))
+                if read and not await _within_rate(runtime, app, "read_requests", limit, 1):
                     raise ApiError(429, "Too many read requests")
                 response: HttpResponse = JsonResponse(await view(runtime, request, app, **kwargs))
             except StateUnavailable as exc:
@@ -225,9 +224,23 @@ async def _publish(runtime: Runtime, app: AppCredentials, event: _Event) -> dict
     return {channel: await _channel_info(runtime, app, channel, event.info) for channel in event.channels}
 
 
-def _backend_quota(runtime: Runtime, app: AppCredentials, cost: int) -> None:
-    if not runtime.limiters.allow(app.id, "backend_events", app.max_backend_events_per_second, cost):
-        runtime.stats.incr("rate_limit_triggered", (app.id, "backend_events"))
+async def _within_rate(
+    runtime: Runtime, app: AppCredentials, name: str, limit: int | None, cost: int
+) -> bool:
+    """Whether ``cost`` more operations of the app's limiter ``name`` fit ``limit`` per second (None:
+    unlimited), cluster-wide; each decision is counted, a refusal as ``rate_limit_triggered`` too."""
+    if limit is None:
+        return True
+    allowed = await runtime.state.allow_rate(app.id, name, limit, cost)
+    stats = runtime.stats
+    stats.incr("rate_limit_checks", (app.id, name, "allowed" if allowed else "rejected"))
+    if not allowed:
+        stats.incr("rate_limit_triggered", (app.id, name))
+    return allowed
+
+
+async def _backend_quota(runtime: Runtime, app: AppCredentials, cost: int) -> None:
+    if not await _within_rate(runtime, app, "backend_events", app.max_backend_events_per_second, cost):
         raise ApiError(429, "Too many events: the app's backend event rate limit was reached")
 
 
@@ -237,7 +250,7 @@ async def trigger_event(runtime: Runtime, request: HttpRequest, app: AppCredenti
     event = _validate_event(app, _json_body(request), batch=False)
     # With info the request counts as two messages
     # (https://pusher.com/docs/channels/library_auth_reference/rest-api/#post-event-trigger-an-event).
-    _backend_quota(runtime, app, 2 if event.info else 1)
+    await _backend_quota(runtime, app, 2 if event.info else 1)
     info = await _publish(runtime, app, event)
     return {"channels": info} if info else {}
 
@@ -254,7 +267,7 @@ async def trigger_batch(runtime: Runtime, request: HttpRequest, app: AppCredenti
     if not all(isinstance(item, dict) for item in batch):
         raise ApiError(400, "Every batch item must be an event object")
     validated = [_validate_event(app, item, batch=True) for item in batch]
-    _backend_quota(runtime, app, sum(2 if e.info else 1 for e in validated))
+    await _backend_quota(runtime, app, sum(2 if e.info else 1 for e in validated))
     results = [await _publish(runtime, app, event) for event in validated]
     if not any(event.info for event in validated):
         return {}

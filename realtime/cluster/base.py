@@ -133,6 +133,11 @@ class State(Protocol):
         """
         ...
 
+    async def allow_rate(self, app_id: str, name: str, limit: int, cost: int = 1) -> bool:
+        """Count ``cost`` operations of the app's limiter ``name`` in this one-second window, for
+        the whole cluster, if they fit ``limit``; whether they did (refused ones are not counted)."""
+        ...
+
     async def report_cache_miss(self, app_id: str, channel: str, ttl: float) -> bool:
         """True for the first miss of the cache channel's empty spell (cluster-wide), False for the
         misses after it until an event is cached (``cache_set``) or ``ttl`` seconds pass: one

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..protocol import errors
+from ..ratelimit import AppLimiters
 from .base import TERMINATED_REASON
 from .registry import Outbound, Registry
 
@@ -29,6 +30,7 @@ class MemoryState:
         # (app, channel) -> monotonic end of the cache channel's reported empty spell.
         self._misses: dict[tuple[str, str], float] = {}
         self._misses_limit = 10_000
+        self._rates = AppLimiters()
 
     async def add_connection(self, app_id: str, socket_id: str) -> int:
         sockets = self._connections[app_id]
@@ -148,6 +150,9 @@ class MemoryState:
         else:
             self._reported.discard(story)
         return True
+
+    async def allow_rate(self, app_id: str, name: str, limit: int, cost: int = 1) -> bool:
+        return self._rates.allow(app_id, name, limit, cost)
 
     async def report_cache_miss(self, app_id: str, channel: str, ttl: float) -> bool:
         now = time.monotonic()

@@ -32,7 +32,6 @@ from ..credentials import CredentialsCache
 from ..errorlog import ErrorLog
 from ..protocol import errors
 from ..provisioning import apply_default_app
-from ..ratelimit import AppLimiters
 from ..stats import Stats
 from ..tasks import TaskSet
 from ..webhooks.dispatcher import Webhooks
@@ -63,7 +62,6 @@ class Runtime:
         # Errors a client can cause repeatedly are logged through this, once per interval.
         self.errors = ErrorLog()
         self.credentials = CredentialsCache(conf.CREDENTIALS_NEGATIVE_TTL)
-        self.limiters = AppLimiters(self.stats)
         self.tasks = TaskSet()
         self.registry = Registry(self.stats)
         self.cluster: Cluster = self._build_cluster()

@@ -183,6 +183,36 @@ async def test_max_connections_holds_cluster_wide(cluster) -> None:
             assert third.socket_id
 
 
+async def test_rate_limits_hold_for_the_sum_of_the_nodes(cluster) -> None:
+    a, b = cluster(2, DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND="10", DEFAULT_APP_MAX_READ_REQ_PER_SEC="3")
+    for _ in range(5):  # a window that closes between the two requests proves nothing: again
+        time.sleep(1.02 - time.time() % 1)  # the nodes and Redis share this machine's clock
+        started = time.monotonic()
+        # The tenth event of the second, through a: the last allowed.
+        await call(
+            a.pusher().trigger_batch, [{"channel": "c", "name": "e", "data": str(n)} for n in range(10)]
+        )
+        with pytest.raises(pusher.errors.PusherBadStatus, match=r"^429"):
+            await call(b.pusher().trigger, "c", "e", "one more")  # through b: over the sum
+        if time.monotonic() - started < 0.8:
+            break
+    else:
+        raise AssertionError("no run fitted in one window")
+    for _ in range(5):
+        time.sleep(1.02 - time.time() % 1)
+        started = time.monotonic()
+        results = []
+        for node in (a, b, a, b):
+            try:
+                await call(node.pusher().channels_info)
+                results.append(200)
+            except pusher.errors.PusherBadStatus as error:
+                results.append(int(str(error)[:3]))
+        if time.monotonic() - started < 0.8:
+            break
+    assert results == [200, 200, 200, 429]
+
+
 async def test_app_changes_reach_every_node(cluster) -> None:
     a, b = cluster(2)
     async with await PusherSocket.connect(b.ws_url()) as client:

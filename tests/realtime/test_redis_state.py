@@ -396,6 +396,22 @@ async def test_an_error_from_before_a_reconnect_does_not_end_the_new_period(node
     assert a.problem is None
 
 
+async def test_rate_limits_count_every_node(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    for _ in range(5):
+        started = time.time()
+        results = [
+            await a.state.allow_rate(APP, "x", 5, 2),  # 2 of 5
+            await b.state.allow_rate(APP, "x", 5, 3),  # 5 of 5: the last allowed
+            await a.state.allow_rate(APP, "x", 5, 1),  # over
+            await b.state.allow_rate("other", "x", 5, 5),  # another app's own window
+        ]
+        if int(time.time()) == int(started):  # all in one second of Redis' (and our) clock
+            break
+        await asyncio.sleep(0.05)
+    assert results == [True, True, False, True]
+
+
 async def test_adapter_metrics_are_counted(nodes) -> None:
     a = await nodes()
     stats = a.stats

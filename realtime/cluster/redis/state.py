@@ -19,6 +19,7 @@ Keys (``P`` is ``REDIS_PREFIX``, ``A`` an app id)::
     P:app:A:user:USER              hash  socket id -> node id (signed-in connections)
     P:app:A:cache:CHANNEL          string, expiring: the last event of a cache channel
     P:app:A:miss:CHANNEL           string, expiring: a cache channel's empty spell was reported
+    P:app:A:rate:NAME              hash, expiring: a rate limiter's window (Redis' second) and count
     P:app:A:reported               hash  CHANNEL, or CHANNEL SEP USER -> 1: the webhook story says
                                          occupied / member added
     P:node:NODE                    set   index entries of what NODE holds
@@ -94,6 +95,20 @@ return 0
 
 # KEYS: the reported hash, the hash whose non-emptiness is the live fact (sub:CHANNEL or
 # psock:CHANNEL:USER). ARGV: the story's field, "1" to report present or "0" absent.
+# A fixed one-second window on Redis' clock, shared by every node: count ARGV[1] if the window's
+# count stays within ARGV[2].
+_RATE = """
+local second = redis.call('TIME')[1]
+local window = redis.call('HMGET', KEYS[1], 'w', 'n')
+local count = 0
+if window[1] == second then count = tonumber(window[2]) end
+local cost = tonumber(ARGV[1])
+if count + cost > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'w', second, 'n', count + cost)
+redis.call('EXPIRE', KEYS[1], 2)
+return 1
+"""
+
 _REPORT = """
 local live = redis.call('EXISTS', KEYS[2]) == 1
 if ARGV[2] == '1' then
@@ -138,6 +153,7 @@ class RedisState:
         self._add_member = client.register_script(_ADD_MEMBER)
         self._remove_member = client.register_script(_REMOVE_MEMBER)
         self._report = client.register_script(_REPORT)
+        self._rate = client.register_script(_RATE)
 
     # Keys
 
@@ -328,6 +344,10 @@ class RedisState:
             keys, field = [app + "reported", f"{app}psock:{channel}:{user_id}"], channel + SEP + user_id
         args = [field, "1" if present else "0"]
         return bool(await self.link.call("report", lambda: self._report(keys, args)))
+
+    async def allow_rate(self, app_id: str, name: str, limit: int, cost: int = 1) -> bool:
+        keys, args = [f"{self._app(app_id)}rate:{name}"], [cost, limit]
+        return bool(await self.link.call("rate_limit", lambda: self._rate(keys, args)))
 
     async def report_cache_miss(self, app_id: str, channel: str, ttl: float) -> bool:
         key = f"{self._app(app_id)}miss:{channel}"
