@@ -112,7 +112,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return problems
 
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
 
 
 @register(Tags.compatibility)
@@ -151,7 +151,8 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             Error(
                 "REALTIME['REDIS_URL'] is not a Redis URL.",
                 hint="Use redis://host:port/db, rediss:// for TLS, unix:///path/to/socket, or "
-                "redis+sentinel://host:port[,host:port...]/service_name[/db].",
+                "redis+sentinel://host:port[,host:port...]/service_name[/db], or "
+                "redis+cluster://host:port[,host:port...].",
                 id="realtime.E006",
             )
         )

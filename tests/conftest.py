@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -59,6 +60,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_cluster_port() -> int:
+    """A free loopback port whose cluster bus port (+10000) is free too; Redis needs it below 55536."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 def _base_env(data_dir: Path) -> dict[str, str]:
@@ -433,6 +448,63 @@ def start_sentinel_group(directory: Path) -> SentinelGroup:
     sentinel = RedisProcess(process, port, args)
     _wait_for_port(port)
     return SentinelGroup(primary, replica, sentinel)
+
+
+@dataclass
+class RedisClusterGroup:
+    """Three ``redis-server --cluster-enabled yes`` primaries joined by ``redis-cli --cluster create``."""
+
+    primaries: list[RedisProcess]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p.port}" for p in self.primaries[:2])
+
+    def stop(self) -> None:
+        for process in self.primaries:
+            process.stop()
+
+
+def start_redis_cluster(directory: Path, size: int = 3) -> RedisClusterGroup:
+    """A Redis Cluster of ``size`` primaries on free loopback ports, its slots all assigned."""
+    binary = shutil.which("redis-server") or "redis-server"
+    primaries = []
+    for _ in range(size):
+        port = free_cluster_port()
+        args = [
+            binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--cluster-enabled", "yes", "--cluster-config-file", str(directory / f"nodes-{port}.conf"),
+            "--cluster-node-timeout", "2000", "--dir", str(directory),
+        ]  # fmt: skip
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        primaries.append(RedisProcess(process, port, args))
+        _wait_for_port(port)
+    addresses = [f"127.0.0.1:{p.port}" for p in primaries]
+    subprocess.run(
+        [shutil.which("redis-cli") or "redis-cli", "--cluster", "create", *addresses,
+         "--cluster-replicas", "0", "--cluster-yes"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    for process in primaries:
+        while True:
+            info = subprocess.run(
+                [shutil.which("redis-cli") or "redis-cli", "-p", str(process.port), "cluster", "info"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout  # fmt: skip
+            if "cluster_state:ok" in info:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Redis Cluster did not come up: {info}")
+            time.sleep(0.1)
+    return RedisClusterGroup(primaries)
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterGroup]:
+    group = start_redis_cluster(tmp_path)
+    yield group
+    group.stop()
 
 
 @pytest.fixture

@@ -108,7 +108,6 @@ class RedisCluster:
         self.registry = registry
         self.stats = stats
         self.on_removed = on_removed
-        self.prefix = conf.REDIS_PREFIX
         # Constant for the process: the origin of bus messages. node_id changes per up period.
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._epoch = 0
@@ -120,6 +119,7 @@ class RedisCluster:
         # pool waits up to ``timeout`` for a free connection instead, so a burst of subscribes
         # queues rather than fails (docs/architecture.md, "Redis").
         self.target = RedisTarget.parse(conf.REDIS_URL)
+        self.prefix = self.target.key_prefix(conf.REDIS_PREFIX)
         self.client: Redis = self.target.pooled(
             conf.REDIS_MAX_CONNECTIONS,
             timeout,
@@ -146,6 +146,7 @@ class RedisCluster:
         self._stopping = False
         self._previous: list[str] = []
         self._pubsub: Any = None
+        self._bus_own: Any = None
         self._bus_seen = time.monotonic()
         self._background = TaskSet()
         self.state = RedisState(self)
@@ -286,9 +287,15 @@ class RedisCluster:
         assert self._failed is not None
         await self.client.ping()
         await self._heartbeat(keys=[self.nodes_key], args=[self.node_id, "1"])
-        pubsub = self._bus_client.pubsub(ignore_subscribe_messages=True)
+        await self.state.load_scripts()
+        options = {
+            "socket_connect_timeout": self.socket_timeout,
+            "decode_responses": True,
+            "client_name": f"realtime-bus:{self.instance}",
+            "retry": Retry(NoBackoff(), 0),
+        }
+        pubsub, self._bus_own = await self.target.bus(self._bus_client, bus_channel(self.prefix), **options)
         self._pubsub = pubsub
-        await pubsub.subscribe(bus_channel(self.prefix))
         # A socket that got into the registry while Redis was away holds nothing under this id.
         self._close_sockets()
         self._failed.clear()
@@ -327,6 +334,10 @@ class RedisCluster:
         if pubsub is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pubsub.aclose(), 1.0)
+        own, self._bus_own = self._bus_own, None
+        if own is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(own.aclose(), 1.0)
 
     # Heartbeat and dead nodes
 
@@ -365,6 +376,9 @@ class RedisCluster:
         except (RedisError, OSError, StateUnavailable) as exc:
             # The lease runs out and a node reaps it again; removals already done are not repeated.
             logger.warning("reaping a node was interrupted", extra={"node": node_id, "error": repr(exc)})
+            return
+        except Exception:
+            logger.exception("reaping a node failed; it is tried again when its lease runs out")
             return
         if removed or not owned:
             logger.info("reaped node", extra={"node": node_id, "entries": removed, "own": owned})

@@ -51,6 +51,7 @@ class BusLink(Protocol):
     """What the broker needs from the backend: the client, the prefix, this process, a guarded call."""
 
     client: Any
+    target: Any
     prefix: str
     instance: str
 
@@ -98,8 +99,8 @@ class RedisBroker:
         await self._send("control", SEP.join(("w", self.origin, app_id, "1" if online else "0", user_id)))
 
     async def _send(self, operation: str, payload: str) -> None:
-        client = self.backend.client
-        await self.backend.call(operation, lambda: client.publish(self.channel, payload))
+        client, target = self.backend.client, self.backend.target
+        await self.backend.call(operation, lambda: target.publish(client, self.channel, payload))
         self.stats.observe("adapter_message_size", len(payload.encode()), (), unit="bytes")
 
     # Receiving
@@ -113,7 +114,7 @@ class RedisBroker:
             # (under RESP3 a plain reply that ``listen()`` would swallow).
             backend.bus_alive()
             message = await pubsub.handle_message(response, ignore_subscribe_messages=True)
-            if message is not None and message.get("type") == "message":
+            if message is not None and message.get("type") in ("message", "smessage"):
                 self.dispatch(message["data"])
 
     def dispatch(self, data: str) -> None:

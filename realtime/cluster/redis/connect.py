@@ -7,6 +7,10 @@ Two forms:
   that these Sentinels name for ``service_name``, found again by redis-py on every new connection,
   so after a failover the nodes' reconnect reaches the promoted replica. The credentials are the
   primary's (the Sentinels are asked without them).
+- ``redis+cluster://[user:password@]host:port[,host:port...]``: a Redis Cluster, through redis-py's
+  cluster client from these startup nodes. Every key carries the prefix as a hash tag, so each
+  script's keys share a slot; the bus is a sharded channel (``SPUBLISH``/``SSUBSCRIBE``), read from
+  the shard that owns it.
 """
 
 from __future__ import annotations
@@ -17,19 +21,23 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 SENTINEL_SCHEME = "redis+sentinel"
-SCHEMES = ("redis://", "rediss://", "unix://", f"{SENTINEL_SCHEME}://")
+CLUSTER_SCHEME = "redis+cluster"
+SCHEMES = ("redis://", "rediss://", "unix://", f"{SENTINEL_SCHEME}://", f"{CLUSTER_SCHEME}://")
 
 
 @dataclass(frozen=True)
 class RedisTarget:
-    """``REDIS_URL`` read: ``url`` for one primary, or ``sentinels`` and ``service`` (with ``db``
-    and the primary's ``username``/``password``) for Sentinel."""
+    """``REDIS_URL`` read: ``url`` for one primary, ``sentinels`` and ``service`` (with ``db``
+    and the primary's ``username``/``password``) for Sentinel, or ``cluster`` startup nodes."""
 
     url: str = ""
     sentinels: tuple[tuple[str, int], ...] = ()
+    cluster: tuple[tuple[str, int], ...] = ()
     service: str = ""
     db: int = 0
     username: str | None = None
@@ -40,30 +48,47 @@ class RedisTarget:
         """Read ``url``; ValueError saying what is wrong with it."""
         if not url.startswith(SCHEMES):
             raise ValueError(f"REDIS_URL must start with one of {', '.join(SCHEMES)}")
-        if not url.startswith(f"{SENTINEL_SCHEME}://"):
+        sentinel = url.startswith(f"{SENTINEL_SCHEME}://")
+        if not sentinel and not url.startswith(f"{CLUSTER_SCHEME}://"):
             return cls(url=url)
         parts = urlsplit(url)
         hosts = parts.netloc.rpartition("@")[2]
-        sentinels = []
+        addresses = []
         for address in hosts.split(","):
             host, _, port = address.strip().rpartition(":")
             if not host or not port.isdigit():
-                raise ValueError(f"REDIS_URL: Sentinel address {address!r} is not host:port")
-            sentinels.append((host.strip("[]"), int(port)))
+                raise ValueError(f"REDIS_URL: address {address!r} is not host:port")
+            addresses.append((host.strip("[]"), int(port)))
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password is not None else None
         path = [part for part in parts.path.split("/") if part]
+        if not sentinel:
+            if path:
+                raise ValueError("REDIS_URL: a Cluster URL has no path (a cluster has one database)")
+            return cls(cluster=tuple(addresses), username=username, password=password)
         if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
             raise ValueError("REDIS_URL: a Sentinel URL ends with /service_name or /service_name/db")
         return cls(
-            sentinels=tuple(sentinels),
+            sentinels=tuple(addresses),
             service=unquote(path[0]),
             db=int(path[1]) if len(path) == 2 else 0,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
+            username=username,
+            password=password,
         )
 
     @property
     def sentinel(self) -> bool:
         return bool(self.sentinels)
+
+    def key_prefix(self, prefix: str) -> str:
+        """The prefix of every key and of the bus: in a cluster a hash tag, so that all of them
+        (and so every script's keys) share one slot."""
+        return f"{{{prefix}}}" if self.cluster else prefix
+
+    def _cluster(self, options: dict[str, Any]) -> ClusterClient:
+        options = {key: value for key, value in options.items() if key != "timeout"}
+        nodes = [ClusterNode(host, port) for host, port in self.cluster]
+        return ClusterClient(startup_nodes=nodes, username=self.username, password=self.password, **options)
 
     def _auth(self) -> dict[str, Any]:
         return {"db": self.db, "username": self.username, "password": self.password}
@@ -75,6 +100,9 @@ class RedisTarget:
     def pooled(self, max_connections: int, timeout: float, **options: Any) -> Redis:
         """The client for commands: a pool of at most ``max_connections`` that waits up to
         ``timeout`` seconds for a free connection (``options``: redis-py connection options)."""
+        if self.cluster:
+            # One pool per shard; redis-py's cluster client has no blocking pool.
+            return self._cluster({"max_connections": max_connections, **options})
         if not self.sentinel:
             pool = BlockingConnectionPool.from_url(
                 self.url, max_connections=max_connections, timeout=timeout, **options
@@ -90,15 +118,55 @@ class RedisTarget:
         )
 
     def single(self, **options: Any) -> Redis:
-        """A client for one long-lived connection (the pub/sub bus)."""
+        """A client for one long-lived connection (the pub/sub bus; in a cluster, ``bus``)."""
+        if self.cluster:
+            return self._cluster(options)  # only its shard map is used: see ``bus``
         if not self.sentinel:
             return Redis.from_url(self.url, **options)
         return self._sentinel(options).master_for(self.service, **self._auth(), **options)
+
+    async def bus(self, client: Any, channel: str, **options: Any) -> tuple[Any, Any]:
+        """``(pubsub, its own client or None)``: ``client`` (from ``single``) subscribed to
+        ``channel``; in a cluster, a connection of its own to the shard that owns the sharded
+        channel, found anew each time (a failover or resharding moves it)."""
+        if not self.cluster:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(channel)
+            return pubsub, None
+        await client.initialize()
+        node = client.get_node_from_key(channel)
+        own = Redis(host=node.host, port=node.port, username=self.username, password=self.password, **options)
+        pubsub = own.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.ssubscribe(channel)
+        except BaseException:
+            await own.aclose()
+            raise
+        return pubsub, own
+
+    async def publish(self, client: Any, channel: str, message: str) -> Any:
+        """PUBLISH ``message`` on ``channel`` (SPUBLISH in a cluster: to the owning shard only)."""
+        if self.cluster:
+            return await client.spublish(channel, message)
+        return await client.publish(channel, message)
 
     def publish_once(self, channel: str, message: str, timeout: float) -> None:
         """PUBLISH from synchronous code (a model signal), on a connection of its own; raises
         ``redis.RedisError`` or ``OSError``."""
         options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if self.cluster:
+            from redis.cluster import ClusterNode as SyncClusterNode
+            from redis.cluster import RedisCluster as SyncCluster
+
+            nodes = [SyncClusterNode(host, port) for host, port in self.cluster]
+            cluster = SyncCluster(
+                startup_nodes=nodes, username=self.username, password=self.password, **options
+            )
+            try:
+                cluster.spublish(channel, message)
+            finally:
+                cluster.close()
+            return
         if self.sentinel:
             from redis.sentinel import Sentinel as SyncSentinel
 

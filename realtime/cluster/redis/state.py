@@ -27,6 +27,7 @@ Keys (``P`` is ``REDIS_PREFIX``, ``A`` an app id)::
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -124,6 +125,8 @@ class Link(Protocol):
     """What the state needs from the backend: the client, this node's id, and a guarded call."""
 
     client: Redis
+    # What REDIS_URL names (``connect.RedisTarget``): whether it is a cluster.
+    target: Any
     prefix: str
     node_id: str
 
@@ -146,6 +149,7 @@ class RedisState:
     def __init__(self, link: Link) -> None:
         self.link = link
         client = link.client
+        self._scripts = [_ADD, _REMOVE, _SUBSCRIBE, _UNSUBSCRIBE, _ADD_MEMBER, _REMOVE_MEMBER, _REPORT, _RATE]
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
         self._subscribe = client.register_script(_SUBSCRIBE)
@@ -304,6 +308,12 @@ class RedisState:
         found = await self.link.call("online_users", run)
         return {user_id for user_id, exists in zip(user_ids, found, strict=True) if exists}
 
+    async def load_scripts(self) -> None:
+        """Load every script into Redis (each shard of a cluster) ahead of use: a pipeline that runs
+        one (reaping) cannot load it on the way, and a restarted or promoted Redis has none."""
+        for script in self._scripts:
+            await self.link.client.script_load(script)
+
     # Cache channels
 
     async def cache_set(self, app_id: str, channel: str, frame: str, ttl: float) -> None:
@@ -358,6 +368,28 @@ class RedisState:
 
     # Dead nodes
 
+    def _removals(self, entries: list[str], client: Any) -> tuple[list[tuple[str, str, str, str]], list[Any]]:
+        """For node index ``entries``: what each removes (kind, app, channel, user) and the script
+        call that removes it on ``client`` (a pipeline queues it)."""
+        parsed: list[tuple[str, str, str, str]] = []
+        calls = []
+        for entry in entries:
+            parts = entry.split(SEP, 4)
+            kind = parts[0]
+            if kind == "c" and len(parts) == 3:
+                calls.append(self._remove_connection(parts[1], parts[2], client=client))
+                parsed.append(("c", parts[1], "", ""))
+            elif kind == "s" and len(parts) == 4:
+                calls.append(self._unsubscribe_entry(parts[1], parts[2], parts[3], client=client))
+                parsed.append(("s", parts[1], parts[2], ""))
+            elif kind == "m" and len(parts) == 5:
+                calls.append(self._remove_member_entry(parts[1], parts[2], parts[3], parts[4], client=client))
+                parsed.append(("m", parts[1], parts[2], parts[4]))
+            elif kind == "u" and len(parts) == 4:
+                calls.append(self._user_entry(parts[1], parts[3], parts[2], client=client))
+                parsed.append(("u", parts[1], "", parts[3]))
+        return parsed, calls
+
     async def reap(self, node_id: str, batch: int = 200) -> AsyncIterator[list[Removed]]:
         """Remove everything ``node_id`` held, a batch at a time, yielding what each removal changed.
 
@@ -372,27 +404,20 @@ class RedisState:
             if not entries:
                 await client.delete(index)
                 return
-            parsed: list[tuple[str, str, str, str]] = []
-            # Queued in the pipeline (awaiting a script call on a pipeline only queues it).
-            async with client.pipeline(transaction=False) as pipe:
-                for entry in entries:
-                    parts = entry.split(SEP, 4)
-                    kind = parts[0]
-                    if kind == "c" and len(parts) == 3:
-                        await self._remove_connection(parts[1], parts[2], client=pipe)
-                        parsed.append(("c", parts[1], "", ""))
-                    elif kind == "s" and len(parts) == 4:
-                        await self._unsubscribe_entry(parts[1], parts[2], parts[3], client=pipe)
-                        parsed.append(("s", parts[1], parts[2], ""))
-                    elif kind == "m" and len(parts) == 5:
-                        await self._remove_member_entry(parts[1], parts[2], parts[3], parts[4], client=pipe)
-                        parsed.append(("m", parts[1], parts[2], parts[4]))
-                    elif kind == "u" and len(parts) == 4:
-                        await self._user_entry(parts[1], parts[3], parts[2], client=pipe)
-                        parsed.append(("u", parts[1], "", parts[3]))
-                # Entries whose hash field was already gone are not removed by their script.
-                pipe.srem(index, *entries)
-                results = await pipe.execute()
+            if self.link.target.cluster:
+                # A cluster client refuses scripts in a pipeline: the same calls, concurrently.
+                parsed, calls = self._removals(entries, client)
+                results = list(await asyncio.gather(*calls))
+                await client.srem(index, *entries)
+            else:
+                # Queued in the pipeline (awaiting a script call on a pipeline only queues it).
+                async with client.pipeline(transaction=False) as pipe:
+                    parsed, calls = self._removals(entries, pipe)
+                    for call in calls:
+                        await call
+                    # Entries whose hash field was already gone are not removed by their script.
+                    pipe.srem(index, *entries)
+                    results = await pipe.execute()
             removed = []
             for (kind, app_id, channel, user_id), result in zip(parsed, results, strict=False):
                 value = int(result)
