@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RedisProcess, ServerProcess
-from tests.e2e.nodes import DEAD_NODE_TIMEOUT, wait_ready
+from tests.e2e.nodes import node_env, wait_ready
 
 
 @pytest.fixture
@@ -19,14 +19,7 @@ def cluster(
     data_dir = tmp_path / "shared"
 
     def start(n: int = 3, **env: str) -> list[ServerProcess]:
-        options = {
-            "REDIS_URL": redis_server.url,
-            "REDIS_PREFIX": "e2e",
-            "REDIS_SOCKET_TIMEOUT": "1",
-            "DEAD_NODE_TIMEOUT": str(DEAD_NODE_TIMEOUT),
-            "SHUTDOWN_GRACE_SECONDS": "5",
-            **env,
-        }
+        options = node_env(redis_server.url, "e2e", **env)
         nodes = [start_server(env=options, data_dir=data_dir) for _ in range(n)]
         for node in nodes:
             wait_ready(node)

@@ -18,6 +18,18 @@ from tests.pusher_client import PusherSocket
 DEAD_NODE_TIMEOUT = 2.0
 
 
+def node_env(redis_url: str, prefix: str, **env: str) -> dict[str, str]:
+    """The environment of a test node sharing ``redis_url``: short timeouts, ``env`` on top."""
+    return {
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": prefix,
+        "REDIS_SOCKET_TIMEOUT": "1",
+        "DEAD_NODE_TIMEOUT": str(DEAD_NODE_TIMEOUT),
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        **env,
+    }
+
+
 def http_status(url: str) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:

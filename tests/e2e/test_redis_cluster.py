@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.conftest import RedisClusterGroup, ServerProcess
-from tests.e2e.nodes import DEAD_NODE_TIMEOUT, call, next_event, wait_ready
+from tests.e2e.nodes import DEAD_NODE_TIMEOUT, call, next_event, node_env, wait_ready
 from tests.pusher_client import PusherSocket
 
 
@@ -25,14 +25,7 @@ def cluster_nodes(
     start_server: Callable[..., ServerProcess], redis_cluster: RedisClusterGroup, tmp_path: Path
 ) -> Iterator[Callable[..., list[ServerProcess]]]:
     def start(n: int = 2, **env: str) -> list[ServerProcess]:
-        options = {
-            "REDIS_URL": redis_cluster.url,
-            "REDIS_PREFIX": "e2e-cluster",
-            "REDIS_SOCKET_TIMEOUT": "1",
-            "DEAD_NODE_TIMEOUT": str(DEAD_NODE_TIMEOUT),
-            "SHUTDOWN_GRACE_SECONDS": "5",
-            **env,
-        }
+        options = node_env(redis_cluster.url, "e2e-cluster", **env)
         nodes = [start_server(env=options, data_dir=tmp_path / "shared") for _ in range(n)]
         for node in nodes:
             wait_ready(node)

@@ -11,7 +11,7 @@ import redis
 import websockets
 
 from tests.conftest import SentinelGroup, ServerProcess
-from tests.e2e.nodes import call, next_event, wait_ready
+from tests.e2e.nodes import call, next_event, node_env, wait_ready
 from tests.pusher_client import PusherSocket, until_closed
 
 CHANNEL = "presence-failover"
@@ -28,13 +28,7 @@ def _primary_port(group: SentinelGroup) -> int:
 async def test_nodes_follow_a_failover(
     start_server: Callable[..., ServerProcess], sentinel_group: SentinelGroup, tmp_path: Path
 ) -> None:
-    env = {
-        "REDIS_URL": sentinel_group.url,
-        "REDIS_PREFIX": "sentinel",
-        "REDIS_SOCKET_TIMEOUT": "1",
-        "DEAD_NODE_TIMEOUT": "2",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-    }
+    env = node_env(sentinel_group.url, "sentinel")
     data_dir = tmp_path / "shared"
     a, b = (start_server(env=env, data_dir=data_dir) for _ in range(2))
     for node in (a, b):

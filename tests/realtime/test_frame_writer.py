@@ -256,15 +256,20 @@ async def test_a_held_response_goes_out_on_the_next_pass_without_a_frame(unix_pa
     assert "frame_writer" not in unix_pair.protocol.__dict__
 
 
-async def test_the_protocols_own_writes_go_after_a_held_response(unix_pair: Pair) -> None:
-    # autobahn's path (a close frame, a ping, websocket.send) writes through sendData.
+def _connecting_protocol(pair: Pair) -> RealtimeWebSocketProtocol:
+    """The protocol as autobahn's handshake leaves it before the 101: connecting, with its writer."""
     protocol = RealtimeWebSocketProtocol.__new__(RealtimeWebSocketProtocol)
     protocol.state = WebSocketProtocol.STATE_CONNECTING
-    protocol.transport = unix_pair.transport
+    protocol.transport = pair.transport
     protocol.trafficStats = TrafficStats()
     protocol.logOctets = False
-    writer = FrameWriter(protocol)
-    protocol.frame_writer = writer
+    protocol.frame_writer = FrameWriter(protocol)
+    return protocol
+
+
+async def test_the_protocols_own_writes_go_after_a_held_response(unix_pair: Pair) -> None:
+    # autobahn's path (a close frame, a ping, websocket.send) writes through sendData.
+    protocol = _connecting_protocol(unix_pair)
     protocol.sendData(RESPONSE)  # succeedHandshake's write: held
     assert unix_pair.read_available() == 0
     protocol.state = WebSocketProtocol.STATE_OPEN
@@ -276,12 +281,7 @@ async def test_the_protocols_own_writes_go_after_a_held_response(unix_pair: Pair
 
 
 async def test_a_refusal_is_not_held(unix_pair: Pair) -> None:
-    protocol = RealtimeWebSocketProtocol.__new__(RealtimeWebSocketProtocol)
-    protocol.state = WebSocketProtocol.STATE_CONNECTING
-    protocol.transport = unix_pair.transport
-    protocol.trafficStats = TrafficStats()
-    protocol.logOctets = False
-    protocol.frame_writer = FrameWriter(protocol)
+    protocol = _connecting_protocol(unix_pair)
     refusal = b"HTTP/1.1 403 Forbidden\r\n\r\n"
     protocol.sendData(refusal)  # written as autobahn writes it, before it drops the connection
     unix_pair.drain(len(refusal))
