@@ -2,7 +2,7 @@
 
 When Realtime's runtime starts (under ``realtime_serve``, ``runserver``, ``daphne`` or
 ``uvicorn`` alike) this app binds ``REALTIME_METRICS["HOST"]:["PORT"]`` (default
-``127.0.0.1:9601``) and serves ``REALTIME_METRICS["PATH"]`` there, nothing else; it closes
+``127.0.0.1:9601``) and serves ``REALTIME_METRICS["PATH"]`` and ``/usage`` there, nothing else; it closes
 when the runtime stops. The HTTP server is the standard library's (``wsgiref``) with
 prometheus-client's WSGI application, in a thread of its own; the collectors still run inside the
 event loop (each scrape is handed to it), where nothing changes the state they read.
@@ -11,11 +11,13 @@ event loop (each scrape is handed to it), where nothing changes the state they r
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -25,9 +27,11 @@ from prometheus_client.registry import Collector
 from realtime.runtime import Runtime
 
 from .conf import get_settings
+from .usage import usage
 
 logger = logging.getLogger(__name__)
 
+USAGE_PATH = "/usage"
 # A scrape that the event loop does not answer within this many seconds fails (HTTP 500).
 SCRAPE_TIMEOUT_SECONDS = 30.0
 
@@ -69,12 +73,21 @@ class _Server6(WSGIServer):
     address_family = socket.AF_INET6
 
 
-def site(registry: Collector | InLoopRegistry, path: str) -> Any:
-    """The WSGI application of the metrics site: ``path`` is the metrics, anything else is 404."""
+def site(
+    registry: Collector | InLoopRegistry, path: str, report: Callable[[], dict[str, Any]] | None = None
+) -> Any:
+    """The WSGI application of the metrics site: ``path`` is the metrics, ``/usage`` the JSON that
+    ``report`` makes (when given), anything else is 404."""
     metrics = make_wsgi_app(registry)  # type: ignore[arg-type]
 
     def application(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != path:
+        where = environ.get("PATH_INFO")
+        if where == USAGE_PATH and report is not None:
+            body = json.dumps(report()).encode()
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            start_response("200 OK", headers)
+            return [body]
+        if where != path:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"Not found\n"]
         return metrics(environ, start_response)
@@ -85,9 +98,12 @@ def site(registry: Collector | InLoopRegistry, path: str) -> Any:
 class MetricsListener:
     """One bound metrics site and the thread serving it."""
 
-    def __init__(self, host: str, port: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, host: str, port: int, loop: asyncio.AbstractEventLoop, runtime: Runtime | None = None
+    ) -> None:
         server_class = _Server6 if ":" in host else WSGIServer
-        application = site(InLoopRegistry(REGISTRY, loop), get_settings().PATH)
+        report = None if runtime is None else partial(usage, runtime)
+        application = site(InLoopRegistry(REGISTRY, loop), get_settings().PATH, report)
         self.server = make_server(
             host, port, application, server_class=server_class, handler_class=_QuietHandler
         )
@@ -128,7 +144,7 @@ def start(sender: Any, runtime: Runtime, **kwargs: Any) -> None:
     if where is None or runtime in _listeners:
         return
     try:
-        listener = MetricsListener(*where, asyncio.get_running_loop())
+        listener = MetricsListener(*where, asyncio.get_running_loop(), runtime)
     except OSError as exc:
         message = f"the metrics site could not listen on {where[0]}:{where[1]}: {exc.strerror}"
         if runtime.serve_options.get("server") == "realtime_serve":

@@ -272,7 +272,16 @@ async def test_ready_and_the_private_metrics_site(deployment: Deployment) -> Non
 
             await call(eventually, one_connection, f"not one connection on {node.metrics_url()}")
             status, _ = await call(http_get, node.metrics_url("/health"))
-            assert status == 404  # nothing but the metrics there
+            assert status == 404  # nothing but the metrics and the usage there
+            status, body = await call(http_get, node.metrics_url("/usage"))
+            assert status == 200, (status, body)
+            usage = json.loads(body)
+            assert usage["connections"] == 1, usage
+            memory = usage["memory"]
+            assert 10 * 2**20 < memory["rss"] <= memory["total"] and 0 < memory["percent"] < 100, usage
+            assert memory["free"] <= memory["total"]
+            status, _ = await call(http_get, node.url("/usage"))
+            assert status == 404  # never on the public port
 
 
 def test_request_logs_never_show_the_signature(deployment: Deployment) -> None:
