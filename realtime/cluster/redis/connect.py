@@ -86,7 +86,6 @@ class RedisTarget:
         return f"{{{prefix}}}" if self.cluster else prefix
 
     def _cluster(self, options: dict[str, Any]) -> ClusterClient:
-        options = {key: value for key, value in options.items() if key != "timeout"}
         nodes = [ClusterNode(host, port) for host, port in self.cluster]
         return ClusterClient(startup_nodes=nodes, username=self.username, password=self.password, **options)
 
@@ -94,8 +93,7 @@ class RedisTarget:
         return {"db": self.db, "username": self.username, "password": self.password}
 
     def _sentinel(self, options: dict[str, Any]) -> Sentinel:
-        timeouts = {key: value for key, value in options.items() if key.startswith("socket_")}
-        return Sentinel(list(self.sentinels), sentinel_kwargs=timeouts)
+        return Sentinel(list(self.sentinels), sentinel_kwargs=_socket_options(options))
 
     def pooled(self, max_connections: int, timeout: float, **options: Any) -> Redis:
         """The client for commands: a pool of at most ``max_connections`` that waits up to
@@ -170,8 +168,7 @@ class RedisTarget:
         if self.sentinel:
             from redis.sentinel import Sentinel as SyncSentinel
 
-            timeouts = {key: value for key, value in options.items() if key.startswith("socket_")}
-            client = SyncSentinel(list(self.sentinels), sentinel_kwargs=timeouts).master_for(
+            client = SyncSentinel(list(self.sentinels), sentinel_kwargs=_socket_options(options)).master_for(
                 self.service, **self._auth(), **options
             )
         else:
@@ -180,6 +177,11 @@ class RedisTarget:
             client.publish(channel, message)
         finally:
             client.close()
+
+
+def _socket_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The socket timeouts among ``options``: what the Sentinels themselves are asked with."""
+    return {key: value for key, value in options.items() if key.startswith("socket_")}
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
