@@ -17,7 +17,7 @@ from tests.e2e.nodes import node_env, wait_ready
 from tests.pusher_client import PusherSocket
 
 
-async def test_every_key_shares_one_slot_and_the_bus_is_a_sharded_channel(
+async def test_an_apps_keys_share_its_slot_and_the_bus_is_a_sharded_channel(
     start_server: Callable[..., ServerProcess], redis_cluster: RedisClusterGroup, tmp_path: Path
 ) -> None:
     env = node_env(redis_cluster.url, "e2e")
@@ -31,9 +31,17 @@ async def test_every_key_shares_one_slot_and_the_bus_is_a_sharded_channel(
             host="127.0.0.1", port=redis_cluster.primaries[0].port, decode_responses=True
         )
         try:
-            keys = list(client_cluster.scan_iter(match="{e2e}*", target_nodes="all"))
-            assert keys, "nothing written under the prefix's hash tag"
-            assert len({client_cluster.keyslot(key) for key in keys}) == 1
+            keys = list(client_cluster.scan_iter(match="*e2e*", target_nodes="all"))
+            app_tag = f"e2e:app:{{{a.app_id}}}:"
+            app_keys = [key for key in keys if key.startswith(app_tag)]
+            assert len(app_keys) >= 5, keys  # conns, sub, channels, presence, psock, node indexes
+            assert {client_cluster.keyslot(key) for key in app_keys} == {client_cluster.keyslot(a.app_id)}
+            shared = [key for key in keys if key.startswith("{e2e}:")]
+            assert "{e2e}:nodes" in shared
+            assert {client_cluster.keyslot(key) for key in shared} == {client_cluster.keyslot("e2e")}
+            # The rest: each node's set of the apps it holds entries in.
+            rest = set(keys) - set(app_keys) - set(shared)
+            assert rest and all(key.startswith("e2e:node:") and key.endswith(":apps") for key in rest)
             owner = client_cluster.get_node_from_key("{e2e}:bus")
             shard = redis.Redis(host=owner.host, port=owner.port, decode_responses=True)
             try:

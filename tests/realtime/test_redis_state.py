@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from realtime.cluster.base import StateUnavailable
 from realtime.cluster.redis.backend import RedisCluster
+from realtime.cluster.redis.state import SEP
 from realtime.cluster.registry import Outbound
 from realtime.conf import RealtimeSettings
 from realtime.models import App
@@ -125,9 +126,10 @@ async def test_subscriptions_are_counted_across_nodes(nodes) -> None:
     assert await b.state.channels(APP, "priv") == {"private-x": 1}
     assert await b.state.channels("other") == {}
     assert await a.state.unsubscribe(APP, "news", "9.9") is None
-    assert await b.state.unsubscribe(APP, "news", "1.1") == 1
-    assert await a.state.unsubscribe(APP, "news", "2.1") == 0
-    assert await a.state.unsubscribe(APP, "news", "2.1") is None
+    assert await b.state.unsubscribe(APP, "news", "1.1") is None  # a's socket: only a removes it
+    assert await a.state.unsubscribe(APP, "news", "1.1") == 1
+    assert await b.state.unsubscribe(APP, "news", "2.1") == 0
+    assert await b.state.unsubscribe(APP, "news", "2.1") is None
     assert await b.state.channels(APP) == {"private-x": 1}
 
 
@@ -156,7 +158,7 @@ async def test_concurrent_first_member_is_decided_once(nodes) -> None:
     assert results.count(True) == 1
     removals = await asyncio.gather(
         *(
-            (b if i % 2 else a).state.remove_member(APP, "presence-busy", f"{i}.{i}", "same")
+            (a if i % 2 else b).state.remove_member(APP, "presence-busy", f"{i}.{i}", "same")
             for i in range(40)
         )
     )
@@ -178,7 +180,8 @@ async def test_users_and_connections_across_nodes(nodes) -> None:
     assert await b.state.online_users(APP, ["u1", "u2"]) == {"u1"}
     assert await a.state.user_disconnected(APP, "u1", "1.1") is False
     assert await a.state.user_disconnected(APP, "u1", "1.1") is False
-    assert await a.state.user_disconnected(APP, "u1", "2.1") is True
+    assert await a.state.user_disconnected(APP, "u1", "2.1") is False  # b's socket: only b removes it
+    assert await b.state.user_disconnected(APP, "u1", "2.1") is True
     assert await a.state.online_users(APP, ["u1"]) == set()
 
 
@@ -293,9 +296,9 @@ async def test_dead_node_is_reaped_once_with_member_removed(nodes) -> None:
     assert await b.state.subscription_count(APP, "presence-room") == 1
     assert await b.state.channels(APP) == {"presence-room": 1}
     assert await a.state.connection_count(APP) == 0
-    assert not await a.client.exists(f"test:node:{dead_node}")
-    assert await a.client.zscore("test:nodes", dead_node) is None
-    assert not await a.client.zrange("test:reaping", 0, -1)
+    assert not await a.client.exists(f"test:node:{dead_node}:apps", f"test:app:{{{APP}}}:node:{dead_node}")
+    assert await a.client.zscore("{test}:nodes", dead_node) is None
+    assert not await a.client.zrange("{test}:reaping", 0, -1)
 
 
 async def test_stop_removes_own_entries(nodes) -> None:
@@ -310,7 +313,7 @@ async def test_stop_removes_own_entries(nodes) -> None:
     await b.stop()
     assert await a.state.channels(APP) == {}
     assert await a.state.connection_count(APP) == 0
-    assert await a.client.zscore("test:nodes", b.node_id) is None
+    assert await a.client.zscore("{test}:nodes", b.node_id) is None
 
 
 async def test_redis_outage_closes_sockets_and_recovers(nodes, redis_server) -> None:
@@ -362,9 +365,9 @@ async def test_lost_bus_connection_retires_the_node_id(nodes, redis_server) -> N
         await asyncio.sleep(0.05)
     assert await b.state.channels(APP) == {}
     # The old id's heartbeat entry goes last, once everything it held is removed.
-    while await b.client.zscore("test:nodes", old_id) is not None and time.monotonic() < deadline:
+    while await b.client.zscore("{test}:nodes", old_id) is not None and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert await b.client.zscore("test:nodes", old_id) is None
+    assert await b.client.zscore("{test}:nodes", old_id) is None
     assert b.up
 
 
@@ -421,3 +424,40 @@ async def test_adapter_metrics_are_counted(nodes) -> None:
     assert stats.counters["adapter_operations"][("subscribe",)] == before + 1
     assert stats.histograms["adapter_latency"][("publish",)].count >= 1
     assert stats.histograms["adapter_message_size"][()].count >= 1
+
+
+async def test_reaping_an_id_never_removes_another_ids_entries(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    await a.state.add_connection(APP, "a.1")
+    await a.state.subscribe(APP, "news", "a.1")
+    await a.state.add_member(APP, "presence-room", "a.1", "u", None)
+    await a.state.user_connected(APP, "u", "a.1")
+    # b's index names a's entries (as if written under b's id), then b's id is reaped: the scripts
+    # find them held by a's id and leave them.
+    await b.state.add_connection(APP, "b.1")
+    foreign = [SEP.join(("c", APP, "a.1")), SEP.join(("s", APP, "news", "a.1"))]
+    foreign += [SEP.join(("m", APP, "presence-room", "a.1", "u")), SEP.join(("u", APP, "a.1", "u"))]
+    await b.client.sadd(f"test:app:{{{APP}}}:node:{b.node_id}", *foreign)
+    removed = [entry for batch in [batch async for batch in b.state.reap(b.node_id)] for entry in batch]
+    results = sorted((entry.kind, entry.result) for entry in removed)
+    assert results == [("c", -1), ("c", 1), ("m", 0), ("s", -1), ("u", 0)]
+    assert await a.state.connection_count(APP) == 1
+    assert await a.state.subscription_count(APP, "news") == 1
+    assert await a.state.members(APP, "presence-room") == {"u": None}
+    assert await a.state.online_users(APP, ["u"]) == {"u"}
+    # A removal that names the wrong holder leaves the entry to its holder's own removal or reaping.
+    assert await b.state.unsubscribe(APP, "news", "a.1") is None
+    assert await a.state.unsubscribe(APP, "news", "a.1") == 0
+
+
+async def test_every_script_key_is_in_its_apps_slot(nodes) -> None:
+    a = await nodes()
+    await a.state.add_connection(APP, "a.1")
+    await a.state.subscribe(APP, "presence-room", "a.1")
+    await a.state.add_member(APP, "presence-room", "a.1", "u", None)
+    await a.state.user_connected(APP, "u", "a.1")
+    keys = await a.client.keys("test:*")
+    app_keys = [key for key in keys if key.startswith(f"test:app:{{{APP}}}:")]
+    assert set(keys) - set(app_keys) == {f"test:node:{a.node_id}:apps"}
+    assert await a.client.smembers(f"test:node:{a.node_id}:apps") == {APP}
+    assert f"test:app:{{{APP}}}:node:{a.node_id}" in app_keys

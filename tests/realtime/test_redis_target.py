@@ -22,11 +22,10 @@ def test_a_sentinel_url_names_its_sentinels_service_db_and_the_primarys_credenti
     assert (plain.db, plain.username, plain.password) == (0, None, None)
 
 
-def test_a_cluster_url_names_its_startup_nodes_and_tags_every_key() -> None:
+def test_a_cluster_url_names_its_startup_nodes() -> None:
     target = RedisTarget.parse("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001")
     assert target.cluster == (("10.0.0.1", 7000), ("10.0.0.2", 7001)) and target.password == "pw"
-    assert target.key_prefix("realtime") == "{realtime}"
-    assert RedisTarget.parse("redis://h:1").key_prefix("realtime") == "realtime"
+    assert not RedisTarget.parse("redis://h:1").cluster
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ backs off), state calls fail fast with ``StateUnavailable`` (HTTP API 503) and t
 retries with backoff. Each up period writes under a fresh node id, and the ids of earlier periods
 are reaped on recovery like a dead node's, so nothing a closed socket held can linger.
 
-Dead nodes: a node's heartbeat is a score (Redis' clock, so node clocks may differ) in ``P:nodes``.
-A survivor that finds a score older than ``DEAD_NODE_TIMEOUT`` moves it to ``P:reaping`` with a
+Dead nodes: a node's heartbeat is a score (Redis' clock, so node clocks may differ) in ``{P}:nodes``.
+A survivor that finds a score older than ``DEAD_NODE_TIMEOUT`` moves it to ``{P}:reaping`` with a
 lease in one script, so one node claims it; if that node dies mid-way the lease runs out and
 another resumes. ``RedisState.reap`` makes each removal (and its member_removed) happen once; what
 follows a removal (events, webhooks, counts) is the runtime's ``RemovalHandler``, the same code
@@ -43,7 +43,7 @@ from ..base import RemovalHandler, StateUnavailable
 from ..registry import Registry
 from .broker import RedisBroker, bus_channel, invalidation_message
 from .connect import RedisTarget
-from .state import RedisState
+from .state import RedisState, shared_key
 
 if TYPE_CHECKING:
     from ...conf import RealtimeSettings
@@ -119,7 +119,7 @@ class RedisCluster:
         # pool waits up to ``timeout`` for a free connection instead, so a burst of subscribes
         # queues rather than fails (docs/architecture.md, "Redis").
         self.target = RedisTarget.parse(conf.REDIS_URL)
-        self.prefix = self.target.key_prefix(conf.REDIS_PREFIX)
+        self.prefix = conf.REDIS_PREFIX
         self.client: Redis = self.target.pooled(
             conf.REDIS_MAX_CONNECTIONS,
             timeout,
@@ -153,8 +153,8 @@ class RedisCluster:
         self.broker = RedisBroker(self, registry, stats, on_invalidate)
         self._heartbeat = self.client.register_script(_HEARTBEAT)
         self._claim_dead = self.client.register_script(_CLAIM_DEAD)
-        self.nodes_key = f"{self.prefix}:nodes"
-        self.reaping_key = f"{self.prefix}:reaping"
+        self.nodes_key = shared_key(self.prefix, "nodes")
+        self.reaping_key = shared_key(self.prefix, "reaping")
 
     def _next_node_id(self) -> str:
         self._epoch += 1

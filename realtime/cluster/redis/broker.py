@@ -1,6 +1,6 @@
 """``RedisBroker``: one Redis pub/sub message per publish reaches every node, which fans it out locally.
 
-All nodes of a prefix share one pub/sub channel (``P:bus``). A message carries the frame text
+All nodes of a prefix share one pub/sub channel (``{P}:bus``). A message carries the frame text
 already encoded by the publisher, so a node does nothing per subscriber but hand the same
 ``Outbound`` to each local socket (``Registry.deliver``); never one Redis operation per subscriber.
 The publishing node delivers to its own sockets directly and skips its own messages when they
@@ -28,6 +28,7 @@ from ...protocol import errors
 from ...stats import Stats
 from ..base import TERMINATED_REASON
 from ..registry import Outbound, Registry
+from .state import shared_key
 
 T = TypeVar("T")
 
@@ -38,8 +39,8 @@ CHANNEL_SEP = "\x1e"
 
 
 def bus_channel(prefix: str) -> str:
-    """The one pub/sub channel of every node sharing ``prefix``."""
-    return f"{prefix}:bus"
+    """``{P}:bus``: the one pub/sub channel of every node sharing ``prefix``."""
+    return shared_key(prefix, "bus")
 
 
 def invalidation_message() -> str:

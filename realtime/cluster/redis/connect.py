@@ -8,9 +8,9 @@ Two forms:
   so after a failover the nodes' reconnect reaches the promoted replica. The credentials are the
   primary's (the Sentinels are asked without them).
 - ``redis+cluster://[user:password@]host:port[,host:port...]``: a Redis Cluster, through redis-py's
-  cluster client from these startup nodes. Every key carries the prefix as a hash tag, so each
-  script's keys share a slot; the bus is a sharded channel (``SPUBLISH``/``SSUBSCRIBE``), read from
-  the shard that owns it.
+  cluster client from these startup nodes. An app's keys share its hash tag, so each script's
+  keys share a slot and apps spread over the shards (``state``); the bus is a sharded channel
+  (``SPUBLISH``/``SSUBSCRIBE``), read from the shard that owns it.
 """
 
 from __future__ import annotations
@@ -79,11 +79,6 @@ class RedisTarget:
     @property
     def sentinel(self) -> bool:
         return bool(self.sentinels)
-
-    def key_prefix(self, prefix: str) -> str:
-        """The prefix of every key and of the bus: in a cluster a hash tag, so that all of them
-        (and so every script's keys) share one slot."""
-        return f"{{{prefix}}}" if self.cluster else prefix
 
     def _cluster(self, options: dict[str, Any]) -> ClusterClient:
         nodes = [ClusterNode(host, port) for host, port in self.cluster]

@@ -9,20 +9,26 @@ nodes can never both see "first". A node that dies without cleaning up is reaped
 the survivors: each entry goes through the same removal script as a normal unsubscribe, and the
 script's ``HDEL`` is what makes every member_removed happen exactly once (``reap``).
 
-Keys (``P`` is ``REDIS_PREFIX``, ``A`` an app id)::
+Keys (``P`` is ``REDIS_PREFIX``, ``A`` an app id). ``{A}`` is a hash tag: in a Redis Cluster all of
+an app's keys share one slot, so every script's keys (all declared) do, and apps spread over the
+shards::
 
-    P:app:A:conns                  hash  socket id -> node id
-    P:app:A:sub:CHANNEL            hash  socket id -> node id
-    P:app:A:channels               zset  occupied channel names (score 0, listed by prefix with ZRANGEBYLEX)
-    P:app:A:presence:CHANNEL       hash  user id -> user_info (JSON)
-    P:app:A:psock:CHANNEL:USER     hash  socket id -> node id (the user's connections to the channel)
-    P:app:A:user:USER              hash  socket id -> node id (signed-in connections)
-    P:app:A:cache:CHANNEL          string, expiring: the last event of a cache channel
-    P:app:A:miss:CHANNEL           string, expiring: a cache channel's empty spell was reported
-    P:app:A:rate:NAME              hash, expiring: a rate limiter's window (Redis' second) and count
-    P:app:A:reported               hash  CHANNEL, or CHANNEL SEP USER -> 1: the webhook story says
+    P:app:{A}:conns                hash  socket id -> node id
+    P:app:{A}:sub:CHANNEL          hash  socket id -> node id
+    P:app:{A}:channels             zset  occupied channel names (score 0, listed by prefix with ZRANGEBYLEX)
+    P:app:{A}:presence:CHANNEL     hash  user id -> user_info (JSON)
+    P:app:{A}:psock:CHANNEL:USER   hash  socket id -> node id (the user's connections to the channel)
+    P:app:{A}:user:USER            hash  socket id -> node id (signed-in connections)
+    P:app:{A}:cache:CHANNEL        string, expiring: the last event of a cache channel
+    P:app:{A}:miss:CHANNEL         string, expiring: a cache channel's empty spell was reported
+    P:app:{A}:rate:NAME            hash, expiring: a rate limiter's window (Redis' second) and count
+    P:app:{A}:reported             hash  CHANNEL, or CHANNEL SEP USER -> 1: the webhook story says
                                          occupied / member added
-    P:node:NODE                    set   index entries of what NODE holds
+    P:app:{A}:node:NODE            set   index entries of what NODE holds in the app
+    P:node:NODE:apps               set   the apps NODE has written an index entry in (written first)
+
+The keys of the whole cluster are tagged with the prefix instead (``shared_key``): ``{P}:nodes``
+and ``{P}:reaping`` (``backend``), which one script uses together, and the bus ``{P}:bus``.
 """
 
 from __future__ import annotations
@@ -40,17 +46,26 @@ T = TypeVar("T")
 
 SEP = "\x1f"  # never in an app id, channel name or socket id; a user id is always last
 
+
+def shared_key(prefix: str, name: str) -> str:
+    """``{prefix}:name``: a key (or pub/sub channel) of the whole cluster, tagged with the prefix so
+    that all of them share one slot of a Redis Cluster."""
+    return f"{{{prefix}}}:{name}"
+
+
 _ADD = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 return redis.call('HLEN', KEYS[1])
 """
 
+# Removals name the node expected to hold the entry (ARGV[2]) and its index (the last key): an entry
+# held by another node id is left alone, so reaping an id never touches a live id's entries, and an
+# entry written under an earlier up period's id is removed by that id's reaping, once.
 _REMOVE = """
-local node = redis.call('HGET', KEYS[1], ARGV[1])
-if not node then return -1 end
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('SREM', ARGV[2] .. node, ARGV[3])
+redis.call('SREM', KEYS[2], ARGV[3])
 return redis.call('HLEN', KEYS[1])
 """
 
@@ -62,10 +77,9 @@ return redis.call('HLEN', KEYS[1])
 """
 
 _UNSUBSCRIBE = """
-local node = redis.call('HGET', KEYS[1], ARGV[1])
-if not node then return -1 end
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('SREM', ARGV[2] .. node, ARGV[3])
+redis.call('SREM', KEYS[3], ARGV[3])
 local left = redis.call('HLEN', KEYS[1])
 if left == 0 then redis.call('ZREM', KEYS[2], ARGV[4]) end
 return left
@@ -82,10 +96,9 @@ return 0
 """
 
 _REMOVE_MEMBER = """
-local node = redis.call('HGET', KEYS[1], ARGV[1])
-if not node then return 0 end
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('SREM', ARGV[2] .. node, ARGV[3])
+redis.call('SREM', KEYS[3], ARGV[3])
 if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('HDEL', KEYS[2], ARGV[4])
   return 1
@@ -94,8 +107,6 @@ return 0
 """
 
 
-# KEYS: the reported hash, the hash whose non-emptiness is the live fact (sub:CHANNEL or
-# psock:CHANNEL:USER). ARGV: the story's field, "1" to report present or "0" absent.
 # A fixed one-second window on Redis' clock, shared by every node: count ARGV[1] if the window's
 # count stays within ARGV[2].
 _RATE = """
@@ -110,6 +121,8 @@ redis.call('EXPIRE', KEYS[1], 2)
 return 1
 """
 
+# KEYS: the reported hash, the hash whose non-emptiness is the live fact (sub:CHANNEL or
+# psock:CHANNEL:USER). ARGV: the story's field, "1" to report present or "0" absent.
 _REPORT = """
 local live = redis.call('EXISTS', KEYS[2]) == 1
 if ARGV[2] == '1' then
@@ -158,36 +171,56 @@ class RedisState:
         self._remove_member = client.register_script(_REMOVE_MEMBER)
         self._report = client.register_script(_REPORT)
         self._rate = client.register_script(_RATE)
+        # The apps this node id has named in its app set (``_indexed``), reset with a new id.
+        self._apps_of = ""
+        self._apps: set[str] = set()
 
     # Keys
 
     def _app(self, app_id: str) -> str:
-        return f"{self.link.prefix}:app:{app_id}:"
+        return f"{self.link.prefix}:app:{{{app_id}}}:"
+
+    def _index(self, app_id: str, node_id: str) -> str:
+        """``P:app:{A}:node:NODE``: what ``node_id`` holds in the app (in the app's slot)."""
+        return f"{self._app(app_id)}node:{node_id}"
 
     def node_key(self, node_id: str) -> str:
-        """``P:node:<node_id>``: the set indexing every entry ``node_id`` holds (what ``reap`` removes)."""
-        return f"{self.link.prefix}:node:{node_id}"
+        """``P:node:NODE:apps``: the apps in which ``node_id`` holds entries (where ``reap`` looks)."""
+        return f"{self.link.prefix}:node:{node_id}:apps"
 
-    @property
-    def _node_prefix(self) -> str:
-        return f"{self.link.prefix}:node:"
+    async def _indexed(self, app_id: str) -> str:
+        """This node's index key in the app, after making sure the node's app set names the app
+        (first, so that reaping finds every entry even if the node dies right after writing it)."""
+        link = self.link
+        node_id = link.node_id
+        if self._apps_of != node_id:
+            self._apps_of, self._apps = node_id, set()
+        if app_id not in self._apps:
+            key = self.node_key(node_id)
+            await link.call("index_app", lambda: link.client.sadd(key, app_id))
+            if self._apps_of == node_id:
+                self._apps.add(app_id)
+        return self._index(app_id, node_id)
 
     # Connections
 
     async def add_connection(self, app_id: str, socket_id: str) -> int:
         link = self.link
-        keys = [self._app(app_id) + "conns", self.node_key(link.node_id)]
+        keys = [self._app(app_id) + "conns", await self._indexed(app_id)]
         args = [socket_id, link.node_id, SEP.join(("c", app_id, socket_id))]
         return int(await link.call("add_connection", lambda: self._add(keys, args)))
 
     async def remove_connection(self, app_id: str, socket_id: str) -> None:
+        node_id = self.link.node_id
         await self.link.call_removal(
-            "remove_connection", lambda: self._remove_connection(app_id, socket_id), -1
+            "remove_connection", lambda: self._remove_connection(app_id, socket_id, node_id), -1
         )
 
-    def _remove_connection(self, app_id: str, socket_id: str, client: Any = None) -> Awaitable[Any]:
-        keys = [self._app(app_id) + "conns"]
-        args = [socket_id, self._node_prefix, SEP.join(("c", app_id, socket_id))]
+    def _remove_connection(
+        self, app_id: str, socket_id: str, node_id: str, client: Any = None
+    ) -> Awaitable[Any]:
+        keys = [self._app(app_id) + "conns", self._index(app_id, node_id)]
+        args = [socket_id, node_id, SEP.join(("c", app_id, socket_id))]
         return self._remove(keys, args, client=client)
 
     async def connection_count(self, app_id: str) -> int:
@@ -199,22 +232,23 @@ class RedisState:
     async def subscribe(self, app_id: str, channel: str, socket_id: str) -> int:
         link = self.link
         app = self._app(app_id)
-        keys = [f"{app}sub:{channel}", app + "channels", self.node_key(link.node_id)]
+        keys = [f"{app}sub:{channel}", app + "channels", await self._indexed(app_id)]
         args = [socket_id, link.node_id, SEP.join(("s", app_id, channel, socket_id)), channel]
         return int(await link.call("subscribe", lambda: self._subscribe(keys, args)))
 
     async def unsubscribe(self, app_id: str, channel: str, socket_id: str) -> int | None:
+        node_id = self.link.node_id
         left = await self.link.call_removal(
-            "unsubscribe", lambda: self._unsubscribe_entry(app_id, channel, socket_id), -1
+            "unsubscribe", lambda: self._unsubscribe_entry(app_id, channel, socket_id, node_id), -1
         )
         return None if int(left) < 0 else int(left)
 
     def _unsubscribe_entry(
-        self, app_id: str, channel: str, socket_id: str, client: Any = None
+        self, app_id: str, channel: str, socket_id: str, node_id: str, client: Any = None
     ) -> Awaitable[Any]:
         app = self._app(app_id)
-        keys = [f"{app}sub:{channel}", app + "channels"]
-        args = [socket_id, self._node_prefix, SEP.join(("s", app_id, channel, socket_id)), channel]
+        keys = [f"{app}sub:{channel}", app + "channels", self._index(app_id, node_id)]
+        args = [socket_id, node_id, SEP.join(("s", app_id, channel, socket_id)), channel]
         return self._unsubscribe(keys, args, client=client)
 
     async def subscription_count(self, app_id: str, channel: str) -> int:
@@ -246,24 +280,27 @@ class RedisState:
     ) -> bool:
         link = self.link
         app = self._app(app_id)
-        keys = [f"{app}psock:{channel}:{user_id}", f"{app}presence:{channel}", self.node_key(link.node_id)]
+        keys = [f"{app}psock:{channel}:{user_id}", f"{app}presence:{channel}", await self._indexed(app_id)]
         entry = SEP.join(("m", app_id, channel, socket_id, user_id))
         args = [socket_id, link.node_id, entry, user_id, json.dumps(user_info, separators=(",", ":"))]
         return bool(await link.call("add_member", lambda: self._add_member(keys, args)))
 
     async def remove_member(self, app_id: str, channel: str, socket_id: str, user_id: str) -> bool:
+        node_id = self.link.node_id
         last = await self.link.call_removal(
-            "remove_member", lambda: self._remove_member_entry(app_id, channel, socket_id, user_id), 0
+            "remove_member",
+            lambda: self._remove_member_entry(app_id, channel, socket_id, user_id, node_id),
+            0,
         )
         return bool(last)
 
     def _remove_member_entry(
-        self, app_id: str, channel: str, socket_id: str, user_id: str, client: Any = None
+        self, app_id: str, channel: str, socket_id: str, user_id: str, node_id: str, client: Any = None
     ) -> Awaitable[Any]:
         app = self._app(app_id)
-        keys = [f"{app}psock:{channel}:{user_id}", f"{app}presence:{channel}"]
+        keys = [f"{app}psock:{channel}:{user_id}", f"{app}presence:{channel}", self._index(app_id, node_id)]
         entry = SEP.join(("m", app_id, channel, socket_id, user_id))
-        return self._remove_member(keys, [socket_id, self._node_prefix, entry, user_id], client=client)
+        return self._remove_member(keys, [socket_id, node_id, entry, user_id], client=client)
 
     async def members(self, app_id: str, channel: str) -> dict[str, Any]:
         key = f"{self._app(app_id)}presence:{channel}"
@@ -278,19 +315,22 @@ class RedisState:
 
     async def user_connected(self, app_id: str, user_id: str, socket_id: str) -> bool:
         link = self.link
-        keys = [f"{self._app(app_id)}user:{user_id}", self.node_key(link.node_id)]
+        keys = [f"{self._app(app_id)}user:{user_id}", await self._indexed(app_id)]
         args = [socket_id, link.node_id, SEP.join(("u", app_id, socket_id, user_id))]
         return int(await link.call("user_connected", lambda: self._add(keys, args))) == 1
 
     async def user_disconnected(self, app_id: str, user_id: str, socket_id: str) -> bool:
+        node_id = self.link.node_id
         left = await self.link.call_removal(
-            "user_disconnected", lambda: self._user_entry(app_id, user_id, socket_id), -1
+            "user_disconnected", lambda: self._user_entry(app_id, user_id, socket_id, node_id), -1
         )
         return int(left) == 0
 
-    def _user_entry(self, app_id: str, user_id: str, socket_id: str, client: Any = None) -> Awaitable[Any]:
-        keys = [f"{self._app(app_id)}user:{user_id}"]
-        args = [socket_id, self._node_prefix, SEP.join(("u", app_id, socket_id, user_id))]
+    def _user_entry(
+        self, app_id: str, user_id: str, socket_id: str, node_id: str, client: Any = None
+    ) -> Awaitable[Any]:
+        keys = [f"{self._app(app_id)}user:{user_id}", self._index(app_id, node_id)]
+        args = [socket_id, node_id, SEP.join(("u", app_id, socket_id, user_id))]
         return self._remove(keys, args, client=client)
 
     async def online_users(self, app_id: str, user_ids: list[str]) -> set[str]:
@@ -368,60 +408,73 @@ class RedisState:
 
     # Dead nodes
 
-    def _removals(self, entries: list[str], client: Any) -> tuple[list[tuple[str, str, str, str]], list[Any]]:
-        """For node index ``entries``: what each removes (kind, app, channel, user) and the script
-        call that removes it on ``client`` (a pipeline queues it)."""
+    def _removals(
+        self, node_id: str, entries: list[str], client: Any
+    ) -> tuple[list[tuple[str, str, str, str]], list[Any]]:
+        """For ``node_id``'s index ``entries``: what each removes (kind, app, channel, user) and the
+        script call that removes it on ``client`` (a pipeline queues it)."""
         parsed: list[tuple[str, str, str, str]] = []
         calls = []
         for entry in entries:
             parts = entry.split(SEP, 4)
             kind = parts[0]
             if kind == "c" and len(parts) == 3:
-                calls.append(self._remove_connection(parts[1], parts[2], client=client))
+                calls.append(self._remove_connection(parts[1], parts[2], node_id, client=client))
                 parsed.append(("c", parts[1], "", ""))
             elif kind == "s" and len(parts) == 4:
-                calls.append(self._unsubscribe_entry(parts[1], parts[2], parts[3], client=client))
+                calls.append(self._unsubscribe_entry(parts[1], parts[2], parts[3], node_id, client=client))
                 parsed.append(("s", parts[1], parts[2], ""))
             elif kind == "m" and len(parts) == 5:
-                calls.append(self._remove_member_entry(parts[1], parts[2], parts[3], parts[4], client=client))
+                calls.append(
+                    self._remove_member_entry(parts[1], parts[2], parts[3], parts[4], node_id, client=client)
+                )
                 parsed.append(("m", parts[1], parts[2], parts[4]))
             elif kind == "u" and len(parts) == 4:
-                calls.append(self._user_entry(parts[1], parts[3], parts[2], client=client))
+                calls.append(self._user_entry(parts[1], parts[3], parts[2], node_id, client=client))
                 parsed.append(("u", parts[1], "", parts[3]))
         return parsed, calls
 
     async def reap(self, node_id: str, batch: int = 200) -> AsyncIterator[list[Removed]]:
-        """Remove everything ``node_id`` held, a batch at a time, yielding what each removal changed.
+        """Remove everything ``node_id`` held, app by app and a batch at a time, yielding what each
+        removal changed.
 
         Safe to run on several nodes at once and to resume after a crash: an entry's removal script
-        finds its hash field gone the second time and reports nothing, so every change (and the
-        events that follow from it) happens once.
+        finds its hash field gone (or held by another id) the second time and reports nothing, so
+        every change (and the events that follow from it) happens once. The app set goes last.
         """
         client = self.link.client
-        index = self.node_key(node_id)
-        while True:
-            entries: list[str] = await client.srandmember(index, batch)
-            if not entries:
-                await client.delete(index)
-                return
-            if self.link.target.cluster:
-                # A cluster client refuses scripts in a pipeline: the same calls, concurrently.
-                parsed, calls = self._removals(entries, client)
-                results = list(await asyncio.gather(*calls))
-                await client.srem(index, *entries)
-            else:
-                # Queued in the pipeline (awaiting a script call on a pipeline only queues it).
-                async with client.pipeline(transaction=False) as pipe:
-                    parsed, calls = self._removals(entries, pipe)
-                    for call in calls:
-                        await call
-                    # Entries whose hash field was already gone are not removed by their script.
-                    pipe.srem(index, *entries)
-                    results = await pipe.execute()
-            removed = []
-            for (kind, app_id, channel, user_id), result in zip(parsed, results, strict=False):
-                value = int(result)
-                if kind == "u":
-                    value = 1 if value == 0 else 0
-                removed.append(Removed(kind, app_id, channel, user_id, value))
-            yield removed
+        apps_key = self.node_key(node_id)
+        for app_id in sorted(await client.smembers(apps_key)):
+            index = self._index(app_id, node_id)
+            while True:
+                entries: list[str] = await client.srandmember(index, batch)
+                if not entries:
+                    break
+                yield await self._reap_batch(node_id, index, entries)
+            await client.delete(index)
+            await client.srem(apps_key, app_id)
+        await client.delete(apps_key)
+
+    async def _reap_batch(self, node_id: str, index: str, entries: list[str]) -> list[Removed]:
+        client = self.link.client
+        if self.link.target.cluster:
+            # A cluster client refuses scripts in a pipeline: the same calls, concurrently.
+            parsed, calls = self._removals(node_id, entries, client)
+            results = list(await asyncio.gather(*calls))
+            await client.srem(index, *entries)
+        else:
+            # Queued in the pipeline (awaiting a script call on a pipeline only queues it).
+            async with client.pipeline(transaction=False) as pipe:
+                parsed, calls = self._removals(node_id, entries, pipe)
+                for call in calls:
+                    await call
+                # Entries whose hash field was already gone are not removed by their script.
+                pipe.srem(index, *entries)
+                results = await pipe.execute()
+        removed = []
+        for (kind, app_id, channel, user_id), result in zip(parsed, results, strict=False):
+            value = int(result)
+            if kind == "u":
+                value = 1 if value == 0 else 0
+            removed.append(Removed(kind, app_id, channel, user_id, value))
+        return removed
