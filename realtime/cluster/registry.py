@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from ..protocol.names import server_to_user_id
 from ..protocol.wsframe import text_frame
 from ..stats import Stats
 
@@ -141,7 +142,16 @@ class Registry:
     def deliver(
         self, app_id: str, channel: str, message: Outbound, except_socket_id: str | None = None
     ) -> int:
-        """Hand ``message`` to every local subscriber of the channel but one; return how many."""
+        """Hand ``message`` to every local subscriber of the channel but one; return how many.
+
+        A ``#server-to-user-<id>`` event goes to every local socket signed in as the user, subscribed
+        to that channel or not (the official clients subscribe, others only sign in), once each:
+        only a socket signed in as the user can subscribe to its channel.
+        """
+        if channel[:1] == "#":
+            user_id = server_to_user_id(channel)
+            if user_id is not None:
+                return self._deliver_to_user(app_id, user_id, message)
         if self.pending:
             self._hold(app_id, channel, message, except_socket_id)
         subscribers = self.channels.get((app_id, channel))
@@ -151,11 +161,21 @@ class Registry:
         for socket in list(subscribers.values()):
             if socket is not excluded:
                 socket.deliver(message)
-        sent = len(subscribers) - (excluded is not None)
+        return self._sent(app_id, len(subscribers) - (excluded is not None), message)
+
+    def _sent(self, app_id: str, sent: int, message: Outbound) -> int:
         stats = self.stats
         stats.incr("messages_sent", (app_id,), sent)
         stats.incr("socket_transmitted_bytes", (app_id,), sent * message.size)
         return sent
+
+    def _deliver_to_user(self, app_id: str, user_id: str, message: Outbound) -> int:
+        sockets = self.users.get((app_id, user_id))
+        if not sockets:
+            return 0
+        for socket in list(sockets.values()):
+            socket.deliver(message)
+        return self._sent(app_id, len(sockets), message)
 
     def _hold(self, app_id: str, channel: str, message: Outbound, except_socket_id: str | None) -> None:
         for socket_id, (_, held) in self.pending.get((app_id, channel), {}).items():

@@ -25,6 +25,27 @@ async def test_signin_success_and_server_to_user(server) -> None:
             assert event["channel"] == "#server-to-user-ann"
 
 
+async def test_server_to_user_events_reach_signed_in_connections_that_did_not_subscribe(server) -> None:
+    sdk = server.pusher()
+    async with (
+        await PusherSocket.connect(server.ws_url()) as subscribed,
+        await PusherSocket.connect(server.ws_url()) as signed_in_only,
+        await PusherSocket.connect(server.ws_url()) as someone_else,
+    ):
+        for tab in (subscribed, signed_in_only):
+            await tab.signin(sdk, {"id": "ann"})
+        await subscribed.subscribe("#server-to-user-ann")
+        await someone_else.signin(sdk, {"id": "bob"})
+        await asyncio.to_thread(sdk.send_to_user, "ann", "notice", {"n": 1})
+        await asyncio.to_thread(sdk.send_to_user, "ann", "notice", {"n": 2})
+        for tab in (subscribed, signed_in_only):
+            received = [await tab.recv_event("notice") for _ in range(2)]
+            assert [event["data"] for event in received] == ['{"n": 1}', '{"n": 2}']
+            assert {event["channel"] for event in received} == {"#server-to-user-ann"}
+            await tab.nothing()  # once per connection, not once per route
+        await someone_else.nothing()
+
+
 async def test_server_to_user_channel_only_for_that_user(server) -> None:
     async with await PusherSocket.connect(server.ws_url()) as client:
         reply = await client.subscribe("#server-to-user-ann")
