@@ -1,10 +1,11 @@
-"""The checks of a WebSocket handshake that need no state: the protocol version, the origin.
+"""The checks of a WebSocket handshake that need no state: the protocol and client versions, the origin.
 
 https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#connection
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +20,7 @@ _REASONS = {
     errors.PATH_NOT_FOUND: "bad_path",
     errors.UNSUPPORTED_PROTOCOL: "bad_protocol",
     errors.NO_PROTOCOL: "bad_protocol",
+    errors.INVALID_VERSION: "bad_version",
     errors.UNAUTHORIZED: "origin",
     errors.RECONNECT: "draining",
     errors.OVER_CAPACITY: "unavailable",
@@ -30,10 +32,23 @@ def refusal_reason(code: int | None) -> str:
     return _REASONS.get(code or 0, "other")
 
 
+# What the official clients send as ``version`` (pusher-js "8.4.0", "8.4.0-rc2", the mobile SDKs
+# "10.1.5"): dotted numbers, then an optional pre-release or build suffix.
+_CLIENT_VERSION = re.compile(r"\A[0-9]{1,9}(\.[0-9]{1,9}){0,3}([-+][0-9A-Za-z.+-]{1,32})?\Z")
+
+
 def check_protocol(query_string: bytes, minimum: int, maximum: int) -> None:
-    """Raise ``PusherError`` 4008 without ``?protocol=``, 4007 outside ``minimum..maximum``."""
-    values = parse_qs(query_string.decode("latin1")).get("protocol")
-    if not values:
+    """Check the handshake's query: raise ``PusherError`` 4008 without ``?protocol=``, 4007 outside
+    ``minimum..maximum``, 4006 for a ``version`` (the client library's) that is not a version.
+
+    https://pusher.com/docs/channels/library_auth_reference/pusher-websockets-protocol/#error-codes
+    """
+    query = parse_qs(query_string.decode("latin1"), keep_blank_values=True)
+    versions = query.get("version")
+    if versions is not None and not _CLIENT_VERSION.match(versions[0]):
+        raise PusherError(errors.INVALID_VERSION, "Invalid version string format")
+    values = query.get("protocol")
+    if not values or not values[0]:
         raise PusherError(errors.NO_PROTOCOL, "No protocol version supplied")
     try:
         version = int(values[0])

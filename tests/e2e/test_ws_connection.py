@@ -78,6 +78,21 @@ async def test_unsupported_protocol_is_4007(server, query: str) -> None:
     assert code == 4007
 
 
+@pytest.mark.parametrize("version", ["", "latest", "8.4.0;drop", "1.2.3.4.5", "9" * 12])
+async def test_a_client_version_that_is_not_one_is_4006(server, version: str) -> None:
+    frames, code = await refused(server.ws_url(query=f"client=js&version={version}&protocol=7"))
+    assert code == 4006
+    assert frames[0]["event"] == "pusher:error" and json.loads(frames[0]["data"])["code"] == 4006
+
+
+@pytest.mark.parametrize("version", ["8.4.0", "8.4.0-rc2", "10.1", "7.0.3%2Bbuild.5"])
+async def test_the_official_clients_versions_are_accepted(server, version: str) -> None:
+    async with await PusherSocket.connect(
+        server.ws_url(query=f"client=js&version={version}&protocol=7")
+    ) as client:
+        assert client.socket_id
+
+
 async def test_missing_protocol_is_4008(server) -> None:
     _, code = await refused(server.ws_url(query="client=js"))
     assert code == 4008
