@@ -239,7 +239,16 @@ FAMILIES: tuple[Family, ...] = (
         "websocket_errors",
     ),
     _gauge("build_info", ("version", "python_version"), "Build information; always 1."),
-    _gauge("accepting_connections", (), "1 while the node accepts connections, 0 while it drains."),
+    _gauge(
+        "accepting_connections",
+        (),
+        "1 while the node accepts connections, 0 while it drains or its memory gate is closed.",
+    ),
+    _gauge(
+        "memory_gate_closed",
+        (),
+        "1 while the process' RSS keeps new sockets out (past MEMORY_LIMIT_MB, until MEMORY_RESUME_MB).",
+    ),
 )
 
 BY_NAME: dict[str, Family] = {family.name: family for family in FAMILIES}

@@ -42,7 +42,8 @@ class LiveState:
     def __init__(self, runtime: Runtime) -> None:
         registry = runtime.registry
         stats = runtime.stats
-        self.accepting = 1.0 if runtime.accepting else 0.0
+        self.memory_gate_closed = 1.0 if runtime.memory.closed else 0.0
+        self.accepting = 1.0 if runtime.accepting and not runtime.memory.closed else 0.0
         # Every app this node knows of reports its levels, zeros included: "dropped to 0" must be a
         # value an alert can see, not a series that vanished. App ids come from apps that exist.
         sockets = list(registry.sockets.values())
@@ -132,6 +133,8 @@ def _live_values(family: Family, live: LiveState) -> Series:
         return {(realtime.__version__, platform.python_version()): 1.0}
     if name == "accepting_connections":
         return {(): live.accepting}
+    if name == "memory_gate_closed":
+        return {(): live.memory_gate_closed}
     raise LookupError(f"no live source for {name}")
 
 

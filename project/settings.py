@@ -278,6 +278,8 @@ REALTIME: dict[str, Any] = given(
         "WEBHOOK_POLL_SECONDS": env_float("WEBHOOK_POLL_SECONDS"),
         "WEBHOOK_LOG_DAYS": env_float("WEBHOOK_LOG_DAYS"),
         "CREDENTIALS_TTL": env_float("CREDENTIALS_TTL"),
+        "MEMORY_LIMIT_MB": env_float("MEMORY_LIMIT_MB"),
+        "MEMORY_RESUME_MB": env_float("MEMORY_RESUME_MB"),
         "DEFAULT_APP": _default_app(),
     }
 )

@@ -8,7 +8,8 @@ hands everything else to the host's application:
 - HTTP ``{PATH_PREFIX}/apps/...`` and ``{PATH_PREFIX}/users/...``: the Pusher HTTP API, served
   without Django's per-request signals and middleware (``api.asgi``);
 - HTTP ``{PATH_PREFIX}/health`` (200 while the process runs) and ``{PATH_PREFIX}/ready`` (200
-  while the node accepts traffic, else 503 with the reason);
+  while the node accepts traffic, else 503 with the reason: draining, starting, memory, Redis
+  down); ``/accept-traffic`` is ``/ready`` under soketi's name;
 - ASGI ``lifespan``: starts the runtime at startup and drains it at shutdown, where the server
   sends lifespan events (uvicorn); elsewhere the runtime starts with the first request to it.
 
@@ -101,8 +102,8 @@ class RealtimeApplication:
         path = scope["path"]
         if path.startswith(prefix):
             rest = path[len(prefix) :]
-            if rest in ("/health", "/ready"):
-                return await _health(rest == "/ready", send)
+            if rest in ("/health", "/ready", "/accept-traffic"):
+                return await _health(rest != "/health", send)
         if self.http is None:
             return await _send_json(send, 404, {"error": "Not found"})
         return await self.http(scope, receive, send)

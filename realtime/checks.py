@@ -29,7 +29,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Check ``settings.REALTIME``: realtime.E001 (not a dict), E002 (unknown key), E003 and E004
     (state backend, REDIS_URL), E005 (timeouts not a positive whole number of seconds), E008
     (several workers without Redis), E009 (TRUSTED_PROXIES not addresses or CIDRs), E010
-    (WEBHOOK_WORKER neither "server" nor "external") and W002
+    (WEBHOOK_WORKER neither "server" nor "external"), E011 (MEMORY_LIMIT_MB or MEMORY_RESUME_MB
+    not a positive number, or the resume level above the limit) and W002
     (daphne not installed). Returns the problems found.
     """
     problems: list[Any] = []
@@ -101,6 +102,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E010",
             )
         )
+    problems.extend(_memory_gate_problems(user))
     if "daphne" not in settings.INSTALLED_APPS:
         problems.append(
             Warning(
@@ -110,6 +112,30 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     return problems
+
+
+def _memory_gate_problems(user: dict[str, Any]) -> list[Any]:
+    limit, resume = user.get("MEMORY_LIMIT_MB"), user.get("MEMORY_RESUME_MB")
+    for name, value in (("MEMORY_LIMIT_MB", limit), ("MEMORY_RESUME_MB", resume)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+        ):
+            return [
+                Error(
+                    f"REALTIME[{name!r}] is {value!r}.",
+                    hint="Give a positive number of MiB, or leave it unset (no memory limit).",
+                    id="realtime.E011",
+                )
+            ]
+    if resume is not None and (limit is None or resume > limit):
+        return [
+            Error(
+                f"REALTIME['MEMORY_RESUME_MB'] is {resume!r} with MEMORY_LIMIT_MB {limit!r}.",
+                hint="The resume level is below the limit (default: 90 % of it); it needs a limit.",
+                id="realtime.E011",
+            )
+        ]
+    return []
 
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")

@@ -51,6 +51,10 @@ class RealtimeSettings:
     NODE_HEARTBEAT_SECONDS: float = 5.0
     DEAD_NODE_TIMEOUT: float = 30.0
     SHUTDOWN_GRACE_SECONDS: float = 10.0
+    # Past this much resident memory (MiB) the node refuses new sockets (4100) and /ready answers
+    # 503 until RSS is below MEMORY_RESUME_MB (default 90 % of the limit). None: no limit.
+    MEMORY_LIMIT_MB: float | None = None
+    MEMORY_RESUME_MB: float | None = None
     # Close frames are spread over this window on shutdown so clients don't reconnect at once.
     SHUTDOWN_JITTER_SECONDS: float = 1.0
     # Webhooks: each request times out after WEBHOOK_TIMEOUT; a batch is retried with backoff for

@@ -28,6 +28,7 @@ from ..protocol.presence import SignedInUser
 from ..protocol.socket_ids import new_socket_id
 from ..ratelimit import WindowLimiter
 from ..runtime import Runtime, changes, get_runtime
+from ..runtime.memorygate import OVER_CAPACITY_REASON
 from ..runtime.runtime import SHUTDOWN_REASON
 from . import handlers, handshake, liveness
 from .handlers import Subscription
@@ -162,6 +163,8 @@ class PusherConsumer(AsyncConsumer):
         await runtime.start()
         if not runtime.accepting:
             raise PusherError(errors.RECONNECT, SHUTDOWN_REASON)
+        if runtime.memory.closed:
+            raise PusherError(errors.OVER_CAPACITY, OVER_CAPACITY_REASON)
         app = await runtime.credentials.by_key(key)
         if app is None:
             raise PusherError(errors.APP_NOT_FOUND, "Application does not exist")

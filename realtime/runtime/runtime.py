@@ -37,6 +37,7 @@ from ..tasks import TaskSet
 from ..webhooks.dispatcher import Webhooks
 from . import changes
 from .counts import SubscriptionCounts
+from .memorygate import MemoryGate
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ SHUTDOWN_REASON = "Server is shutting down, reconnect"
 # A failed start (an invalid default app, a database not migrated) is not tried again sooner:
 # every request would otherwise write the default app and log the same traceback.
 RESTART_AFTER_SECONDS = 5.0
+# How often the memory gate reads RSS (one small /proc read).
+MEMORY_CHECK_SECONDS = 1.0
 # What a drain keeps of SHUTDOWN_GRACE_SECONDS (at most half of it) for leaving the cluster.
 STOP_RESERVE_SECONDS = 2.0
 
@@ -71,6 +74,8 @@ class Runtime:
         self.counts = SubscriptionCounts(self)
         # False once draining: new sockets are refused with 4200, /ready answers 503.
         self.accepting = True
+        # Closed past MEMORY_LIMIT_MB: new sockets are refused with 4100, /ready answers 503.
+        self.memory = MemoryGate.from_megabytes(conf.MEMORY_LIMIT_MB, conf.MEMORY_RESUME_MB)
         # Where each site listens: "public" (recorded by realtime_serve as it binds, else from the
         # first request's scope), "metrics" (by the metrics app's listener).
         self.listening: dict[str, tuple[str, int]] = {}
@@ -160,6 +165,9 @@ class Runtime:
         self.webhooks.start()
         self.tasks.spawn(self._sweep_forever())
         self.tasks.spawn(self._refresh_forever())
+        if self.memory.enabled:
+            self.check_memory()
+            self.tasks.spawn(self._watch_memory_forever())
 
     async def wait_started(self) -> None:
         """Until the cluster backend has been reached once (at once for the in-process one)."""
@@ -171,6 +179,8 @@ class Runtime:
             return "draining"
         if not self.started:
             return "starting"
+        if self.memory.closed:
+            return "memory"
         return self.cluster.readiness_problem()
 
     async def drain(self) -> None:
@@ -260,6 +270,27 @@ class Runtime:
         while True:
             await asyncio.sleep(interval)
             self.sweep()
+
+    # The memory gate
+
+    def check_memory(self) -> None:
+        """Read this process' RSS and open or close the memory gate, logging a change."""
+        changed = self.memory.check()
+        if changed is None:
+            return
+        rss_mib = round(self.memory.rss / 2**20, 1)
+        if changed:
+            logger.warning("memory limit reached: refusing new sockets", extra={"rss_mib": rss_mib})
+        else:
+            logger.info("memory below the resume level: accepting new sockets", extra={"rss_mib": rss_mib})
+
+    async def _watch_memory_forever(self) -> None:
+        while True:
+            await asyncio.sleep(MEMORY_CHECK_SECONDS)
+            try:
+                self.check_memory()
+            except Exception:
+                self.errors.exception(logger, "memory", "reading this process' memory failed")
 
     # App changes
 

@@ -114,3 +114,19 @@ def test_e010_webhook_worker_is_server_or_external() -> None:
         problems = check_settings()
     assert ids(problems) == ["realtime.E010"]
     assert "celery" in problems[0].msg
+
+
+@pytest.mark.parametrize(
+    ("options", "problems"),
+    [
+        ({"MEMORY_LIMIT_MB": 512}, []),
+        ({"MEMORY_LIMIT_MB": 512, "MEMORY_RESUME_MB": 400.5}, []),
+        ({"MEMORY_LIMIT_MB": 0}, ["realtime.E011"]),
+        ({"MEMORY_LIMIT_MB": "512"}, ["realtime.E011"]),
+        ({"MEMORY_LIMIT_MB": 512, "MEMORY_RESUME_MB": 600}, ["realtime.E011"]),
+        ({"MEMORY_RESUME_MB": 400}, ["realtime.E011"]),
+    ],
+)
+def test_e011_memory_gate_levels(options: dict, problems: list[str]) -> None:
+    with override_settings(REALTIME=realtime(**options)):
+        assert ids(check_settings()) == problems
