@@ -25,6 +25,11 @@ class RealtimeSettings:
     HOST: str = "0.0.0.0"  # noqa: S104 (the public endpoint)
     PORT: int = 6001
     WORKERS: int = 1
+    # PEM files for TLS on realtime_serve's public port (wss://, https://): the certificate, its
+    # key without a passphrase, and the intermediate certificates. Unset: plain ws:// and http://.
+    SSL_CERT: str = ""
+    SSL_KEY: str = ""
+    SSL_CHAIN: str = ""
     ACTIVITY_TIMEOUT: int = limits.ACTIVITY_TIMEOUT_SECONDS
     PONG_TIMEOUT: int = limits.PONG_TIMEOUT_SECONDS
     MAX_CLIENT_FRAME_BYTES: int = limits.MAX_CLIENT_FRAME_BYTES

@@ -12,6 +12,7 @@ from ..runtime import Runtime, get_runtime
 from .heap import settle_heap
 from .internals import verify_internals
 from .startup import ServeError, ServeOptions, prepare_apps
+from .tls import TLSError, TLSFiles
 from .web import Limits
 from .workers import supervise
 
@@ -34,6 +35,18 @@ def serve(options: ServeOptions, out: TextIO) -> None:
     workers = options.workers if options.workers is not None else conf.WORKERS
     if workers > 1 and conf.STATE_BACKEND != "redis":
         raise ServeError("--workers above 1 needs REDIS_URL: each worker is a node sharing state")
+    try:
+        tls = TLSFiles.from_settings(conf.SSL_CERT, conf.SSL_KEY, conf.SSL_CHAIN)
+        if tls is not None:
+            tls.verify()
+    except TLSError as exc:
+        raise ServeError(str(exc)) from exc
+    if tls is not None and workers > 1:
+        # The workers share one plain listening socket handed down by the supervisor.
+        raise ServeError(
+            "SSL_CERT with --workers above 1 is not supported: terminate TLS in front of the "
+            "workers, or run one process per port"
+        )
     if workers > 1 and options.worker_fd is None:
         supervise(options, workers, out)
         return
@@ -46,10 +59,10 @@ def serve(options: ServeOptions, out: TextIO) -> None:
             raise ServeError(str(exc)) from exc
     else:
         runtime.default_app_ready = True  # the supervisor applied it
-    _run_daphne(options, runtime, out)
+    _run_daphne(options, runtime, out, tls)
 
 
-def _run_daphne(options: ServeOptions, runtime: Runtime, out: TextIO) -> None:
+def _run_daphne(options: ServeOptions, runtime: Runtime, out: TextIO, tls: TLSFiles | None) -> None:
     from channels.routing import get_default_application
 
     from .server import RealtimeServer
@@ -59,7 +72,10 @@ def _run_daphne(options: ServeOptions, runtime: Runtime, out: TextIO) -> None:
         endpoints = build_endpoint_description_strings(file_descriptor=options.worker_fd)
     else:
         host, port = options.public_address()
-        endpoints = build_endpoint_description_strings(host=host, port=port)
+        if tls is not None:
+            endpoints = [tls.endpoint(host, port)]
+        else:
+            endpoints = build_endpoint_description_strings(host=host, port=port)
     conf = runtime.conf
     failures: list[str] = []
 
@@ -69,7 +85,8 @@ def _run_daphne(options: ServeOptions, runtime: Runtime, out: TextIO) -> None:
             address = port.getHost()
             runtime.listening["public"] = (address.host, address.port)
             if options.worker_fd is None:
-                out.write(f"Listening (public) on {address.host}:{address.port}\n")
+                secure = " (TLS: wss://, https://)" if tls is not None else ""
+                out.write(f"Listening (public) on {address.host}:{address.port}{secure}\n")
                 out.flush()
 
     server: Server
