@@ -93,6 +93,10 @@ class RealtimeSettings:
     # Addresses or CIDRs of the reverse proxies whose forwarding headers count (daphne's
     # Daphne-Root-Path); from anyone else they are ignored.
     TRUSTED_PROXIES: tuple[str, ...] = ()
+    # New WebSocket connections and HTTP API requests per minute from one client address (an IPv6
+    # client's /64); beyond them 4100 and 429. None: no limit. Cluster-wide with Redis.
+    IP_CONNECTIONS_PER_MINUTE: int | None = None
+    IP_API_REQUESTS_PER_MINUTE: int | None = None
     # Prepended to every public path Realtime answers (``/app/{key}``, ``/apps/...``, ``/users/...``,
     # ``/health``, ``/ready``), for host projects whose own URLs already use them. "" or "/pusher".
     PATH_PREFIX: str = ""

@@ -1,4 +1,5 @@
-"""Fixed-window rate limiters: per connection (client events) and per app (HTTP API)."""
+"""Fixed-window rate limiters: per connection (client events), per app (HTTP API) and per client
+address (new connections, HTTP API requests)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,25 @@ class AppLimiters:
         if limiter is None or limiter.limit != limit:
             limiter = self._limiters[(app_id, name)] = WindowLimiter(limit, (app_id, name), self.stats)
         return limiter.allow(cost)
+
+
+class AddressLimiters:
+    """Per-address counts in the current fixed window of each limiter, for one node. A new window
+    drops the last one's counts whole, so many addresses cost memory for one window at most."""
+
+    def __init__(self) -> None:
+        self._windows: dict[str, tuple[int, dict[str, int]]] = {}
+
+    def allow(self, name: str, address: str, limit: int, window: int, now: float | None = None) -> bool:
+        """Count one operation of ``address`` for limiter ``name`` if it fits ``limit`` per
+        ``window`` seconds (``now``: wall-clock seconds, so windows match Redis' on one host)."""
+        current = int((time.time() if now is None else now) // window)
+        started, counts = self._windows.get(name, (None, None))
+        if started != current or counts is None:
+            counts = {}
+            self._windows[name] = (current, counts)
+        count = counts.get(address, 0)
+        if count >= limit:
+            return False
+        counts[address] = count + 1
+        return True

@@ -24,6 +24,7 @@ from ..protocol import frames
 from ..protocol.names import channel_kind, channel_name_error, event_name_error
 from ..protocol.socket_ids import is_valid_socket_id
 from ..runtime import Runtime, changes, get_runtime
+from ..runtime.addresslimits import API_REQUESTS
 from .auth import authenticate
 from .errors import ApiError, render
 
@@ -67,6 +68,12 @@ def api_view(endpoint: str, methods: tuple[str, ...], *, read: bool = False) -> 
                 if method not in methods:
                     raise ApiError(405, f"Method {method} not allowed")
                 await runtime.start()
+                limits = runtime.address_limits
+                if limits.enabled(API_REQUESTS) and not await limits.check(
+                    API_REQUESTS, limits.address_of_request(request.META)
+                ):
+                    message = "Too many requests from this address"
+                    raise ApiError(429, message, retry_after=limits.retry_after())
                 app = await authenticate(runtime.credentials, request, app_id)
                 app_label = app.id
                 limit = app.max_read_requests_per_second

@@ -138,6 +138,12 @@ class State(Protocol):
         the whole cluster, if they fit ``limit``; whether they did (refused ones are not counted)."""
         ...
 
+    async def allow_address(self, name: str, address: str, limit: int, window: int) -> bool:
+        """Count one operation of the per-address limiter ``name`` for ``address`` (a bucket of
+        ``addresses.bucket``) in this window of ``window`` seconds, for the whole cluster, if it
+        fits ``limit``; whether it did (a refused one is not counted)."""
+        ...
+
     async def report_cache_miss(self, app_id: str, channel: str, ttl: float) -> bool:
         """True for the first miss of the cache channel's empty spell (cluster-wide), False for the
         misses after it until an event is cached (``cache_set``) or ``ttl`` seconds pass: one

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..protocol import errors
-from ..ratelimit import AppLimiters
+from ..ratelimit import AddressLimiters, AppLimiters
 from .base import TERMINATED_REASON
 from .registry import Outbound, Registry
 
@@ -31,6 +31,7 @@ class MemoryState:
         self._misses: dict[tuple[str, str], float] = {}
         self._misses_limit = 10_000
         self._rates = AppLimiters()
+        self._addresses = AddressLimiters()
 
     async def add_connection(self, app_id: str, socket_id: str) -> int:
         sockets = self._connections[app_id]
@@ -153,6 +154,9 @@ class MemoryState:
 
     async def allow_rate(self, app_id: str, name: str, limit: int, cost: int = 1) -> bool:
         return self._rates.allow(app_id, name, limit, cost)
+
+    async def allow_address(self, name: str, address: str, limit: int, window: int) -> bool:
+        return self._addresses.allow(name, address, limit, window)
 
     async def report_cache_miss(self, app_id: str, channel: str, ttl: float) -> bool:
         now = time.monotonic()

@@ -28,6 +28,7 @@ from ..protocol.presence import SignedInUser
 from ..protocol.socket_ids import new_socket_id
 from ..ratelimit import WindowLimiter
 from ..runtime import Runtime, changes, get_runtime
+from ..runtime.addresslimits import CONNECTIONS
 from ..runtime.memorygate import OVER_CAPACITY_REASON
 from ..runtime.runtime import SHUTDOWN_REASON
 from . import handlers, handshake, liveness
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 WRITER_EXTENSION = "realtime.writer"
 # How long a socket arriving while the node still connects to Redis waits before a 4100.
 STARTUP_WAIT_SECONDS = 5.0
+# The 4100 reason for a client address over IP_CONNECTIONS_PER_MINUTE.
+ADDRESS_REFUSED = "Too many new connections from this address, reconnect later"
 
 
 class PusherConsumer(AsyncConsumer):
@@ -179,6 +182,11 @@ class PusherConsumer(AsyncConsumer):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STARTUP_WAIT_SECONDS):
                 await runtime.wait_started()
+        limits = runtime.address_limits
+        if limits.enabled(CONNECTIONS) and not await limits.check(
+            CONNECTIONS, limits.address_of_scope(self.scope)
+        ):
+            raise PusherError(errors.OVER_CAPACITY, ADDRESS_REFUSED)
         count = await runtime.state.add_connection(app.id, self.socket_id)
         if app.max_connections is not None and count > app.max_connections:
             await runtime.state.remove_connection(app.id, self.socket_id)

@@ -18,44 +18,21 @@ bounds the rest.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 from daphne.http_protocol import WebRequest
 from twisted.internet import reactor
 from twisted.web import http
 
+from ..addresses import is_trusted, trusted_networks
 from ..api.asgi import MAX_BODY_BYTES, PREFIXES
 from ..conf import RealtimeSettings
 
 logger = logging.getLogger(__name__)
 
 ROOT_PATH_HEADER = b"daphne-root-path"
-
-
-def trusted_networks(cidrs: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """``TRUSTED_PROXIES`` as networks; raises ValueError naming an entry that is not a CIDR."""
-    networks = []
-    for cidr in cidrs:
-        try:
-            networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"TRUSTED_PROXIES: {cidr!r} is not an address or CIDR") from None
-    return tuple(networks)
-
-
-def is_trusted(host: object, networks: tuple[Any, ...]) -> bool:
-    """Whether the peer address ``host`` lies in one of ``networks``."""
-    if not networks or not isinstance(host, str):
-        return False
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(address in network for network in networks)
 
 
 class Limits:

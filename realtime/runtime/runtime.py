@@ -36,6 +36,7 @@ from ..stats import Stats
 from ..tasks import TaskSet
 from ..webhooks.dispatcher import Webhooks
 from . import changes
+from .addresslimits import AddressLimits
 from .counts import SubscriptionCounts
 from .memorygate import MemoryGate
 
@@ -76,6 +77,7 @@ class Runtime:
         self.accepting = True
         # Closed past MEMORY_LIMIT_MB: new sockets are refused with 4100, /ready answers 503.
         self.memory = MemoryGate.from_megabytes(conf.MEMORY_LIMIT_MB, conf.MEMORY_RESUME_MB)
+        self.address_limits = AddressLimits(self)
         # Where each site listens: "public" (recorded by realtime_serve as it binds, else from the
         # first request's scope), "metrics" (by the metrics app's listener).
         self.listening: dict[str, tuple[str, int]] = {}

@@ -25,6 +25,7 @@ shards::
     P:app:{A}:reported             hash  CHANNEL, or CHANNEL SEP USER -> 1: the webhook story says
                                          occupied / member added
     P:app:{A}:node:NODE            set   index entries of what NODE holds in the app
+    P:ip:{ADDRESS}:NAME            hash, expiring: a per-address limiter's window and count
     P:node:NODE:apps               set   the apps NODE has written an index entry in (written first)
 
 The keys of the whole cluster are tagged with the prefix instead (``shared_key``): ``{P}:nodes``
@@ -107,17 +108,17 @@ return 0
 """
 
 
-# A fixed one-second window on Redis' clock, shared by every node: count ARGV[1] if the window's
-# count stays within ARGV[2].
+# A fixed window of ARGV[3] seconds on Redis' clock, shared by every node: count ARGV[1] if the
+# window's count stays within ARGV[2].
 _RATE = """
-local second = redis.call('TIME')[1]
-local window = redis.call('HMGET', KEYS[1], 'w', 'n')
+local window = tostring(math.floor(tonumber(redis.call('TIME')[1]) / tonumber(ARGV[3])))
+local state = redis.call('HMGET', KEYS[1], 'w', 'n')
 local count = 0
-if window[1] == second then count = tonumber(window[2]) end
+if state[1] == window then count = tonumber(state[2]) end
 local cost = tonumber(ARGV[1])
 if count + cost > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'w', second, 'n', count + cost)
-redis.call('EXPIRE', KEYS[1], 2)
+redis.call('HSET', KEYS[1], 'w', window, 'n', count + cost)
+redis.call('EXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
 return 1
 """
 
@@ -396,7 +397,12 @@ class RedisState:
         return bool(await self.link.call("report", lambda: self._report(keys, args)))
 
     async def allow_rate(self, app_id: str, name: str, limit: int, cost: int = 1) -> bool:
-        keys, args = [f"{self._app(app_id)}rate:{name}"], [cost, limit]
+        keys, args = [f"{self._app(app_id)}rate:{name}"], [cost, limit, 1]
+        return bool(await self.link.call("rate_limit", lambda: self._rate(keys, args)))
+
+    async def allow_address(self, name: str, address: str, limit: int, window: int) -> bool:
+        # Tagged by the address: addresses spread over a cluster's shards.
+        keys, args = [f"{self.link.prefix}:ip:{{{address}}}:{name}"], [1, limit, window]
         return bool(await self.link.call("rate_limit", lambda: self._rate(keys, args)))
 
     async def report_cache_miss(self, app_id: str, channel: str, ttl: float) -> bool:
