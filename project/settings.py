@@ -203,6 +203,7 @@ def _webhooks(raw: str) -> Any:
 # Per-app limits of the default app: (may be unlimited, soketi's name for the variable).
 _DEFAULT_APP_LIMITS: dict[str, tuple[bool, str | None]] = {
     "max_connections": (True, None),
+    "max_connections_per_user": (True, None),
     "max_backend_events_per_second": (True, "DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC"),
     "max_client_events_per_second": (True, "DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC"),
     "max_read_requests_per_second": (True, "DEFAULT_APP_MAX_READ_REQ_PER_SEC"),
@@ -232,6 +233,7 @@ def _default_app() -> dict[str, Any] | None:
         "enable_subscription_count": env_bool("DEFAULT_APP_ENABLE_SUBSCRIPTION_COUNT"),
         "enable_watchlist_events": env_bool("DEFAULT_APP_ENABLE_WATCHLIST_EVENTS"),
         "enable_cache_channels": env_bool("DEFAULT_APP_ENABLE_CACHE_CHANNELS"),
+        "user_connections_policy": env_str("DEFAULT_APP_USER_CONNECTIONS_POLICY"),
         "allowed_origins": UNSET
         if origins is UNSET
         else "\n".join(o.strip() for o in origins.split(",") if o.strip()),

@@ -120,7 +120,7 @@ class AppAdmin(admin.ModelAdmin):
         ),
         (
             "Limits",
-            {"fields": LIMIT_FIELDS},
+            {"fields": (*LIMIT_FIELDS, "user_connections_policy")},
         ),
         ("History", {"fields": ("created", "updated"), "classes": ("collapse",)}),
     )

@@ -57,6 +57,8 @@ class AppCredentials:
     enable_cache_channels: bool
     allowed_origins: tuple[str, ...]
     max_connections: int | None
+    max_connections_per_user: int | None
+    user_connections_policy: str
     max_backend_events_per_second: int | None
     max_client_events_per_second: int | None
     max_read_requests_per_second: int | None
@@ -118,6 +120,8 @@ def _snapshot(app) -> AppCredentials:  # type: ignore[no-untyped-def]
         enable_cache_channels=app.enable_cache_channels,
         allowed_origins=tuple(line.strip() for line in app.allowed_origins.splitlines() if line.strip()),
         max_connections=app.max_connections,
+        max_connections_per_user=app.max_connections_per_user,
+        user_connections_policy=app.user_connections_policy,
         max_backend_events_per_second=app.max_backend_events_per_second,
         max_client_events_per_second=app.max_client_events_per_second,
         max_read_requests_per_second=app.max_read_requests_per_second,

@@ -20,9 +20,14 @@ WEBHOOK_EVENT_TYPES = (
     "subscription_count",
 )
 
+# What a sign-in past max_connections_per_user does (App.user_connections_policy).
+REFUSE_NEWEST = "refuse_newest"
+CLOSE_OLDEST = "close_oldest"
+
 # Per-app limits, in the order the admin and realtime_createapp show them.
 LIMIT_FIELDS = (
     "max_connections",
+    "max_connections_per_user",
     "max_backend_events_per_second",
     "max_client_events_per_second",
     "max_read_requests_per_second",
@@ -97,6 +102,18 @@ class App(models.Model):
     )
 
     max_connections = _limit(None, "Concurrent connections.")
+    max_connections_per_user = _limit(
+        None, "Connections signed in as one user id at once (what happens beyond: the policy below)."
+    )
+    user_connections_policy = models.CharField(
+        "beyond the per-user limit",
+        max_length=16,
+        choices=[
+            (REFUSE_NEWEST, "refuse the new connection (4004)"),
+            (CLOSE_OLDEST, "close the user's oldest connection (4009)"),
+        ],
+        default=REFUSE_NEWEST,
+    )
     max_backend_events_per_second = _limit(None, "Events published through the HTTP API per second.")
     max_client_events_per_second = _limit(
         limits.MAX_CLIENT_EVENTS_PER_SECOND, "Client events per connection per second."

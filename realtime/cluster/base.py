@@ -102,8 +102,12 @@ class State(Protocol):
         """Distinct users present in the presence channel across the cluster."""
         ...
 
-    async def user_connected(self, app_id: str, user_id: str, socket_id: str) -> bool:
-        """True when this is the user's first signed-in connection."""
+    async def user_connected(
+        self, app_id: str, user_id: str, socket_id: str, keep: int | None = None
+    ) -> tuple[int, list[str]]:
+        """Record the signed-in socket; return the user's signed-in connections now (this one
+        included; 1: the first) and, with ``keep`` (the close-oldest policy of a per-user cap),
+        the socket ids beyond the newest ``keep`` by sign-in time, oldest first (else [])."""
         ...
 
     async def user_disconnected(self, app_id: str, user_id: str, socket_id: str) -> bool:
@@ -169,6 +173,11 @@ class Broker(Protocol):
 
     async def watchlist_changed(self, app_id: str, user_id: str, online: bool) -> None:
         """Tell every socket watching ``user_id`` that it came online or went offline."""
+        ...
+
+    async def terminate_socket(self, app_id: str, socket_id: str, code: int, reason: str) -> None:
+        """Close the app's connection ``socket_id`` with ``code`` and ``reason``, on whichever node
+        holds it (nothing if none does)."""
         ...
 
 

@@ -23,7 +23,8 @@ class MemoryState:
         self._subscriptions: dict[tuple[str, str], set[str]] = {}
         # (app, channel) -> user_id -> [user_info, set of socket ids]
         self._members: dict[tuple[str, str], dict[str, tuple[Any, set[str]]]] = {}
-        self._users: dict[tuple[str, str], set[str]] = {}
+        # A user's signed-in sockets in sign-in order (dict keys keep it).
+        self._users: dict[tuple[str, str], dict[str, None]] = {}
         self._cache: dict[tuple[str, str], tuple[str, float]] = {}
         # Webhook stories reported "present": (app, channel, None) occupied, (app, channel, user) added.
         self._reported: set[tuple[str, str, str | None]] = set()
@@ -102,16 +103,21 @@ class MemoryState:
     async def member_count(self, app_id: str, channel: str) -> int:
         return len(self._members.get((app_id, channel), ()))
 
-    async def user_connected(self, app_id: str, user_id: str, socket_id: str) -> bool:
-        sockets = self._users.setdefault((app_id, user_id), set())
-        sockets.add(socket_id)
-        return len(sockets) == 1
+    async def user_connected(
+        self, app_id: str, user_id: str, socket_id: str, keep: int | None = None
+    ) -> tuple[int, list[str]]:
+        sockets = self._users.setdefault((app_id, user_id), {})
+        sockets[socket_id] = None
+        count = len(sockets)
+        if keep is None or count <= keep:
+            return count, []
+        return count, list(sockets)[: count - keep]
 
     async def user_disconnected(self, app_id: str, user_id: str, socket_id: str) -> bool:
         sockets = self._users.get((app_id, user_id))
         if sockets is None or socket_id not in sockets:
             return False
-        sockets.discard(socket_id)
+        del sockets[socket_id]
         if sockets:
             return False
         del self._users[(app_id, user_id)]
@@ -190,6 +196,9 @@ class LocalBroker:
 
     async def watchlist_changed(self, app_id: str, user_id: str, online: bool) -> None:
         self.registry.watchlist_changed(app_id, user_id, online)
+
+    async def terminate_socket(self, app_id: str, socket_id: str, code: int, reason: str) -> None:
+        self.registry.terminate_socket(app_id, socket_id, code, reason)
 
 
 class MemoryCluster:

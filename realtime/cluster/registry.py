@@ -191,6 +191,15 @@ class Registry:
             socket.terminate(code, reason)
         return len(sockets)
 
+    def terminate_socket(self, app_id: str, socket_id: str, code: int, reason: str) -> bool:
+        """Terminate the app's local socket ``socket_id`` with ``code`` and ``reason``; whether it
+        is here."""
+        socket = self.sockets.get(socket_id)
+        if socket is None or socket.app_id != app_id:
+            return False
+        socket.terminate(code, reason)
+        return True
+
     def watchlist_changed(self, app_id: str, user_id: str, online: bool) -> None:
         """Tell every local socket whose watchlist holds ``user_id`` that it came online (True) or went
         offline.

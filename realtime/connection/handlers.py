@@ -128,7 +128,8 @@ async def unsubscribe(conn: Connection, channel: str) -> None:
 
 
 async def signin(conn: Connection, data: dict[str, Any]) -> None:
-    """``pusher:signin``: a bad signature closes with 4009; the watchlist is capped at 100 ids."""
+    """``pusher:signin``: a bad signature closes with 4009; the watchlist is capped at 100 ids; past
+    the app's per-user connection cap, 4004 for this socket or 4009 for the user's oldest."""
     app = conn.app
     runtime = conn.runtime
     user_data = data.get("user_data")
@@ -148,13 +149,14 @@ async def signin(conn: Connection, data: dict[str, Any]) -> None:
         user = SignedInUser(user.user_id, user.user_info, ())
     conn.user = user
     runtime.registry.sign_in(conn, user.user_id, user.watchlist)
+    first = await changes.signed_in(runtime, conn, app, user)
     conn.push(frames.signin_success(user_data))
     if watchlist_over and app.enable_watchlist_events:
         conn.send_error(
             errors.WATCHLIST_LIMIT,
             f"Watchlist limit exceeded. Only the first {MAX_WATCHLIST_SIZE} user IDs are accepted.",
         )
-    await changes.signed_in(runtime, conn, app, user)
+    await changes.announce_sign_in(runtime, conn, app, user, first)
 
 
 async def client_event(conn: Connection, frame: frames.ClientFrame) -> None:

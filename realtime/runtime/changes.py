@@ -15,9 +15,15 @@ from typing import TYPE_CHECKING, Any
 from ..cluster.base import Removed
 from ..cluster.registry import LocalSocket
 from ..credentials import AppCredentials
-from ..protocol import frames
+from ..models import CLOSE_OLDEST
+from ..protocol import errors, frames
+from ..protocol.errors import PusherError
 from ..protocol.names import ChannelKind, channel_kind
 from ..protocol.presence import Member, SignedInUser, members_payload
+
+# The reasons of a per-user connection cap's 4004 (the new socket) and 4009 (the oldest ones).
+USER_QUOTA_REFUSED = "User is over its connection quota"
+USER_QUOTA_CLOSED = "Closed for a newer connection of the same user"
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -93,9 +99,33 @@ async def unsubscribed(
     await after_removals(runtime, removals, app)
 
 
-async def signed_in(runtime: Runtime, socket: LocalSocket, app: AppCredentials, user: SignedInUser) -> None:
-    """``socket`` signed in as ``user``: its watchlist's state, and ``online`` for its watchers."""
-    first = await runtime.state.user_connected(app.id, user.user_id, socket.socket_id)
+async def signed_in(runtime: Runtime, socket: LocalSocket, app: AppCredentials, user: SignedInUser) -> bool:
+    """Record ``socket`` as signed in as ``user``, within the app's per-user connection cap:
+    past it, raise ``PusherError`` 4004 for this socket (policy refuse_newest, its record undone)
+    or close the user's oldest connections with 4009 on whichever node (close_oldest). Returns
+    whether it is the user's first signed-in connection."""
+    cap = app.max_connections_per_user
+    keep = cap if cap is not None and app.user_connections_policy == CLOSE_OLDEST else None
+    count, oldest = await runtime.state.user_connected(app.id, user.user_id, socket.socket_id, keep)
+    if cap is None:
+        return count == 1
+    stats = runtime.stats
+    stats.incr("rate_limit_checks", (app.id, "user_connections", "allowed" if count <= cap else "rejected"))
+    if count > cap:
+        stats.incr("rate_limit_triggered", (app.id, "user_connections"))
+        if keep is None:
+            await runtime.state.user_disconnected(app.id, user.user_id, socket.socket_id)
+            raise PusherError(errors.OVER_CONNECTION_QUOTA, USER_QUOTA_REFUSED)
+        for socket_id in oldest:
+            await runtime.broker.terminate_socket(app.id, socket_id, errors.UNAUTHORIZED, USER_QUOTA_CLOSED)
+    return count == 1
+
+
+async def announce_sign_in(
+    runtime: Runtime, socket: LocalSocket, app: AppCredentials, user: SignedInUser, first: bool
+) -> None:
+    """After ``signed_in``: the socket's watchlist's state, and ``online`` for the user's watchers
+    when ``first``."""
     if user.watchlist:
         online = await runtime.state.online_users(app.id, list(user.watchlist))
         events = [

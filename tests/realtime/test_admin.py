@@ -50,6 +50,8 @@ def form_data(**overrides: Any) -> dict[str, Any]:
         "user_authentication_timeout": "0",
         "allowed_origins": "",
         "max_connections": "",
+        "max_connections_per_user": "",
+        "user_connections_policy": "refuse_newest",
         "max_backend_events_per_second": "",
         "max_client_events_per_second": "10",
         "max_read_requests_per_second": "",
@@ -83,6 +85,8 @@ def change_data(app: App, **overrides: Any) -> dict[str, Any]:
     for field in (
         "user_authentication_timeout",
         "max_connections",
+        "max_connections_per_user",
+        "user_connections_policy",
         "max_backend_events_per_second",
         "max_client_events_per_second",
         "max_read_requests_per_second",

@@ -461,3 +461,22 @@ async def test_every_script_key_is_in_its_apps_slot(nodes) -> None:
     assert set(keys) - set(app_keys) == {f"test:node:{a.node_id}:apps"}
     assert await a.client.smembers(f"test:node:{a.node_id}:apps") == {APP}
     assert f"test:app:{{{APP}}}:node:{a.node_id}" in app_keys
+
+
+async def test_sign_in_order_for_a_close_oldest_cap(nodes) -> None:
+    a, b = await nodes(), await nodes()
+    assert await a.state.user_connected(APP, "u", "a.1", keep=2) == (1, [])
+    await asyncio.sleep(0.002)  # sign-in times are Redis milliseconds
+    assert await b.state.user_connected(APP, "u", "b.1", keep=2) == (2, [])
+    await asyncio.sleep(0.002)
+    assert await a.state.user_connected(APP, "u", "a.2", keep=2) == (3, ["a.1"])
+    await a.state.user_disconnected(APP, "u", "a.1")
+    await asyncio.sleep(0.002)
+    assert await b.state.user_connected(APP, "u", "b.2", keep=1) == (3, ["b.1", "a.2"])
+    # The order forgets gone sockets; a connection it lost (the key expired) counts as the oldest.
+    order = f"test:app:{{{APP}}}:usersince:u"
+    assert await a.client.zrange(order, 0, -1) == ["b.1", "a.2", "b.2"]
+    await a.client.delete(order)
+    assert await a.state.user_connected(APP, "u", "a.3", keep=3) == (4, ["a.2"])  # score 0, then by id
+    # Without the policy, a plain count.
+    assert await a.state.user_connected(APP, "v", "a.9") == (1, [])

@@ -93,6 +93,7 @@ def _app(app_id: str = "counts") -> AppCredentials:
         id=app_id, key="k", secret="s", name="", enabled=True, enable_client_messages=False,
         enable_user_authentication=False, user_authentication_timeout=30, enable_subscription_count=True,
         enable_watchlist_events=False, enable_cache_channels=True, allowed_origins=(), max_connections=None,
+        max_connections_per_user=None, user_connections_policy="refuse_newest",
         max_backend_events_per_second=None, max_client_events_per_second=None,
         max_read_requests_per_second=None, max_presence_members_per_channel=None,
         max_presence_member_size_kb=2, max_event_payload_kb=10, max_event_channels_at_once=100,

@@ -12,6 +12,7 @@ socket id; a user id or the frame text is always the last field)::
     p  origin  app  except_socket  channel\\x1echannel...  text     an event for channels
     t  origin  app  user                                         terminate a user's connections
     w  origin  app  0|1  user                                     watchlist offline / online
+    k  origin  app  socket  code  reason                          close one connection
     c  origin                                                     app credentials changed
 
 Pub/sub is at most once: a node that loses its subscription loses messages silently, which is why
@@ -99,6 +100,10 @@ class RedisBroker:
         self.registry.watchlist_changed(app_id, user_id, online)
         await self._send("control", SEP.join(("w", self.origin, app_id, "1" if online else "0", user_id)))
 
+    async def terminate_socket(self, app_id: str, socket_id: str, code: int, reason: str) -> None:
+        if not self.registry.terminate_socket(app_id, socket_id, code, reason):
+            await self._send("control", SEP.join(("k", self.origin, app_id, socket_id, str(code), reason)))
+
     async def _send(self, operation: str, payload: str) -> None:
         client, target = self.backend.client, self.backend.target
         await self.backend.call(operation, lambda: target.publish(client, self.channel, payload))
@@ -120,9 +125,10 @@ class RedisBroker:
 
     def dispatch(self, data: str) -> None:
         """Act on one bus message (``data``: a record as above): ``p`` delivers to local subscribers,
-        ``t`` closes the user's local sockets with 4009, ``w`` tells local watchers, ``c`` drops cached
-        credentials. Other kinds and this node's own ``t``/``w`` are ignored; a malformed message or a
-        failing socket is logged and counted (``adapter_errors``), never raised.
+        ``t`` closes the user's local sockets with 4009, ``w`` tells local watchers, ``k`` closes one
+        local socket, ``c`` drops cached credentials. Other kinds and this node's own ``t``/``w``/``k``
+        are ignored; a malformed message or a failing socket is logged and counted
+        (``adapter_errors``), never raised.
         """
         kind, _, rest = data.partition(SEP)
         origin, _, rest = rest.partition(SEP)
@@ -146,6 +152,9 @@ class RedisBroker:
             elif kind == "w":
                 app_id, online, user_id = rest.split(SEP, 2)
                 self.registry.watchlist_changed(app_id, user_id, online == "1")
+            elif kind == "k":
+                app_id, socket_id, code, reason = rest.split(SEP, 3)
+                self.registry.terminate_socket(app_id, socket_id, int(code), reason)
         except Exception:
             # A malformed message or a failing socket must not stop the node's only reader.
             logger.exception("bus message dropped")

@@ -19,6 +19,7 @@ shards::
     P:app:{A}:presence:CHANNEL     hash  user id -> user_info (JSON)
     P:app:{A}:psock:CHANNEL:USER   hash  socket id -> node id (the user's connections to the channel)
     P:app:{A}:user:USER            hash  socket id -> node id (signed-in connections)
+    P:app:{A}:usersince:USER       zset, expiring: their sign-in times, for a close-oldest per-user cap
     P:app:{A}:cache:CHANNEL        string, expiring: the last event of a cache channel
     P:app:{A}:miss:CHANNEL         string, expiring: a cache channel's empty spell was reported
     P:app:{A}:rate:NAME            hash, expiring: a rate limiter's window (Redis' second) and count
@@ -108,6 +109,33 @@ return 0
 """
 
 
+# A sign-in under a close-oldest per-user cap: _ADD on the user hash (KEYS[1], index KEYS[2]),
+# and the sign-in order in KEYS[3] (socket id -> Redis time, ms). Removals leave the order alone:
+# entries of gone sockets are dropped here, and connections missing from it (after it expired)
+# count as the oldest. Returns the count, then the ids beyond the newest ARGV[4], oldest first.
+_SIGN_IN = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
+for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  if redis.call('HEXISTS', KEYS[1], member) == 0 then redis.call('ZREM', KEYS[3], member) end
+end
+for _, member in ipairs(redis.call('HKEYS', KEYS[1])) do
+  redis.call('ZADD', KEYS[3], 'NX', 0, member)
+end
+redis.call('EXPIRE', KEYS[3], 86400)
+local count = redis.call('HLEN', KEYS[1])
+local result = {count}
+local beyond = count - tonumber(ARGV[4])
+if beyond > 0 then
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, beyond - 1)) do
+    table.insert(result, member)
+  end
+end
+return result
+"""
+
 # A fixed window of ARGV[3] seconds on Redis' clock, shared by every node: count ARGV[1] if the
 # window's count stays within ARGV[2].
 _RATE = """
@@ -163,7 +191,17 @@ class RedisState:
     def __init__(self, link: Link) -> None:
         self.link = link
         client = link.client
-        self._scripts = [_ADD, _REMOVE, _SUBSCRIBE, _UNSUBSCRIBE, _ADD_MEMBER, _REMOVE_MEMBER, _REPORT, _RATE]
+        self._scripts = [
+            _ADD,
+            _REMOVE,
+            _SUBSCRIBE,
+            _UNSUBSCRIBE,
+            _ADD_MEMBER,
+            _REMOVE_MEMBER,
+            _REPORT,
+            _RATE,
+            _SIGN_IN,
+        ]
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
         self._subscribe = client.register_script(_SUBSCRIBE)
@@ -172,6 +210,7 @@ class RedisState:
         self._remove_member = client.register_script(_REMOVE_MEMBER)
         self._report = client.register_script(_REPORT)
         self._rate = client.register_script(_RATE)
+        self._sign_in = client.register_script(_SIGN_IN)
         # The apps this node id has named in its app set (``_indexed``), reset with a new id.
         self._apps_of = ""
         self._apps: set[str] = set()
@@ -314,11 +353,18 @@ class RedisState:
 
     # Signed-in users
 
-    async def user_connected(self, app_id: str, user_id: str, socket_id: str) -> bool:
+    async def user_connected(
+        self, app_id: str, user_id: str, socket_id: str, keep: int | None = None
+    ) -> tuple[int, list[str]]:
         link = self.link
-        keys = [f"{self._app(app_id)}user:{user_id}", await self._indexed(app_id)]
+        app = self._app(app_id)
+        keys = [f"{app}user:{user_id}", await self._indexed(app_id)]
         args = [socket_id, link.node_id, SEP.join(("u", app_id, socket_id, user_id))]
-        return int(await link.call("user_connected", lambda: self._add(keys, args))) == 1
+        if keep is None:
+            return int(await link.call("user_connected", lambda: self._add(keys, args))), []
+        keys.append(f"{app}usersince:{user_id}")
+        result = await link.call("user_connected", lambda: self._sign_in(keys, [*args, keep]))
+        return int(result[0]), [str(socket) for socket in result[1:]]
 
     async def user_disconnected(self, app_id: str, user_id: str, socket_id: str) -> bool:
         node_id = self.link.node_id

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.models import LIMIT_FIELDS, App, AppKey
+from realtime.models import CLOSE_OLDEST, LIMIT_FIELDS, REFUSE_NEWEST, App, AppKey
 from realtime.provisioning import sync_app
 
 _FLAGS = (
@@ -39,6 +39,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--disable-cache-channels", action="store_false", dest="enable_cache_channels", default=True
         )
+        parser.add_argument(
+            "--user-connections-policy",
+            choices=(REFUSE_NEWEST, CLOSE_OLDEST),
+            help="Past --max-connections-per-user: refuse the new connection (default) or close the oldest.",
+        )
         for limit in _LIMITS:
             parser.add_argument(
                 f"--{limit.replace('_', '-')}",
@@ -59,6 +64,8 @@ class Command(BaseCommand):
         }
         for flag in _FLAGS:
             config[flag] = options[flag]
+        if options["user_connections_policy"]:
+            config["user_connections_policy"] = options["user_connections_policy"]
         for limit in _LIMITS:
             if options[limit] is not None:
                 config[limit] = None if options[limit] < 0 else options[limit]
