@@ -1,7 +1,8 @@
-"""Apps, webhooks and the webhook delivery log in the Django admin.
+"""Apps, webhooks and the webhook delivery log in the Django admin, and each app's live console.
 
 A secret is shown once, when made, and masked afterwards. The delivery log is read-only: rows are
-viewed, deleted, or (failed ones) redelivered, never edited.
+viewed, deleted, or (failed ones) redelivered, never edited. The console (``admin_console``) is a
+page per app linked from the app list and the app's page.
 """
 
 from __future__ import annotations
@@ -9,20 +10,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
+from . import admin_console
+from .cluster.base import StateUnavailable
 from .conf import get_settings
 from .models import LIMIT_FIELDS, App, AppKey, Webhook, WebhookDelivery, revoke_key
+from .runtime import get_runtime
 from .webhooks import store
+
+# The URL name of an app's console page (its endpoints add _stream, _publish, _channels).
+CONSOLE = "realtime_app_console"
 
 
 def _count_deliveries(status: str) -> Coalesce:
@@ -86,10 +96,10 @@ class AppAdmin(admin.ModelAdmin):
         "key",
         "enabled",
         "enable_client_messages",
-        "enable_user_authentication",
-        "enable_subscription_count",
+        "live_connections",
         "max_connections",
         "deliveries_link",
+        "console_link",
     )
     list_filter = (
         "enabled",
@@ -99,11 +109,14 @@ class AppAdmin(admin.ModelAdmin):
         "enable_watchlist_events",
     )
     search_fields = ("id", "key", "name")
-    readonly_fields = ("masked_secret", "delivery_summary", "created", "updated")
+    readonly_fields = ("masked_secret", "console_link", "delivery_summary", "created", "updated")
     actions = ("regenerate_secret", "add_key", "retire_main_key")
     inlines = (AppKeyInline, WebhookInline)
     fieldsets = (
-        (None, {"fields": ("name", "id", "key", "masked_secret", "enabled", "delivery_summary")}),
+        (
+            None,
+            {"fields": ("name", "id", "key", "masked_secret", "enabled", "console_link", "delivery_summary")},
+        ),
         (
             "Features",
             {
@@ -124,6 +137,67 @@ class AppAdmin(admin.ModelAdmin):
         ),
         ("History", {"fields": ("created", "updated"), "classes": ("collapse",)}),
     )
+
+    # The console
+
+    def get_urls(self) -> list[URLPattern]:
+        """The app admin's URLs and the console's: its page, stream, test events and inspector."""
+        views = {
+            "stream": admin_console.stream,
+            "publish": admin_console.publish,
+            "channels": admin_console.channels,
+        }
+        console = [
+            path("<path:object_id>/console/", self.admin_site.admin_view(self.console_view), name=CONSOLE)
+        ]
+        # Async views: each checks the staff user itself (admin_view wraps sync views only).
+        console += [
+            path(f"<path:object_id>/console/{name}/", view, name=f"{CONSOLE}_{name}")
+            for name, view in views.items()
+        ]
+        return console + super().get_urls()
+
+    def console_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The console page of app ``object_id`` (404 when there is none, 403 without view access)."""
+        app = self.get_object(request, object_id)
+        if app is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, app):
+            raise PermissionDenied
+        urls = {
+            name: reverse(
+                f"admin:realtime_app_console_{name}", args=[app.pk], current_app=self.admin_site.name
+            )
+            for name in ("stream", "publish", "channels")
+        }
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Console: {app}",
+            "subtitle": None,
+            "opts": self.opts,
+            "original": app,
+            "app": app,
+            "urls": urls,
+            "can_publish": self.has_change_permission(request, app),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/realtime/app/console.html", context)
+
+    @admin.display(description="console")
+    def console_link(self, app: App) -> SafeString | str:
+        """A link to the app's console (nothing while the app is not saved yet)."""
+        if app._state.adding:
+            return "once saved"
+        url = reverse(f"admin:{CONSOLE}", args=[app.pk], current_app=self.admin_site.name)
+        return format_html('<a href="{}">open console</a>', url)
+
+    @admin.display(description="connections")
+    def live_connections(self, app: App) -> str:
+        """The app's open connections now (the whole cluster's with Redis); "—" when not known."""
+        try:
+            return str(async_to_sync(get_runtime().state.connection_count)(app.pk))
+        except (StateUnavailable, RuntimeError):
+            return "—"
 
     @admin.display(description="secret")
     def masked_secret(self, app: App) -> str:

@@ -223,6 +223,7 @@ async def _publish(runtime: Runtime, app: AppCredentials, event: _Event) -> dict
         text = frames.encode_event(event.name, channel, event.data)
         await runtime.broker.publish(app.id, [channel], text, event.socket_id)
         stats.incr("broadcast_messages", (app.id, channel_kind(channel).label))
+        runtime.console.record(app.id, "api_event", channel=channel, event=event.name, data=event.data)
         await changes.published(runtime, app, channel, text)
     stats.observe("message_processing_duration", time.perf_counter() - started, ("publish",))
     stats.observe("message_size", len(event.data), ("out",), unit="bytes")
@@ -254,7 +255,17 @@ async def _backend_quota(runtime: Runtime, app: AppCredentials, cost: int) -> No
 @api_view("events", ("POST",))
 async def trigger_event(runtime: Runtime, request: HttpRequest, app: AppCredentials) -> dict[str, Any]:
     """``POST /apps/{id}/events``: one event to 1-100 channels."""
-    event = _validate_event(app, _json_body(request), batch=False)
+    return await publish_event(runtime, app, _json_body(request))
+
+
+async def publish_event(runtime: Runtime, app: AppCredentials, body: dict[str, Any]) -> dict[str, Any]:
+    """Publish one event as ``POST /apps/{id}/events`` does (the admin console's test events take
+    this path too): ``body`` is the endpoint's JSON (``name``, ``channel`` or ``channels``, ``data``,
+    optional ``socket_id`` and ``info``); validated, counted against the app's backend event
+    limit, published. Returns the endpoint's answer; raises ``ApiError`` (4xx) as the endpoint
+    answers it, ``StateUnavailable`` when Redis is down.
+    """
+    event = _validate_event(app, body, batch=False)
     # With info the request counts as two messages
     # (https://pusher.com/docs/channels/library_auth_reference/rest-api/#post-event-trigger-an-event).
     await _backend_quota(runtime, app, 2 if event.info else 1)

@@ -136,6 +136,8 @@ class PusherConsumer(AsyncConsumer):
         elif kind == "websocket.disconnect":
             code = errors.close_code_label(message.get("code"))
             self.runtime.stats.incr("connection_closed", (self.app_id, code))
+            if self.socket_id:
+                self.runtime.console.record(self.app_id, "disconnected", socket_id=self.socket_id, code=code)
             raise StopConsumer
 
     # The handshake
@@ -204,6 +206,7 @@ class PusherConsumer(AsyncConsumer):
             self.client_events = WindowLimiter(limit, (app.id, "client_events"), runtime.stats)
         runtime.registry.add(self)
         runtime.stats.incr("connection_established", (app.id,))
+        runtime.console.record(app.id, "connected", socket_id=self.socket_id)
         self.push(frames.connection_established(self.socket_id, conf.ACTIVITY_TIMEOUT))
 
     # Inbound frames
@@ -308,6 +311,9 @@ class PusherConsumer(AsyncConsumer):
 
     def send_error(self, code: int | None, message: str, channel: str | None = None) -> None:
         self.push(frames.error(code, message, channel))
+        self.runtime.console.record(
+            self.app_id, "error", socket_id=self.socket_id, code=code, message=message, channel=channel
+        )
 
     def terminate(self, code: int, reason: str) -> None:
         """Close from outside the consumer's own task (terminate, shutdown, liveness)."""

@@ -44,6 +44,7 @@ async def subscribed(
     stats = runtime.stats
     count = await state.subscribe(app.id, channel, socket.socket_id)
     stats.incr("channel_subscriptions", (app.id, kind.label))
+    runtime.console.record(app.id, "subscribed", channel=channel, socket_id=socket.socket_id)
     # The story flags are kept whenever the app has webhooks, so that occupied and vacated (added
     # and removed) alternate whichever of them a webhook asks for.
     if count == 1 and app.webhooks and await state.report(app.id, channel, None, True):
@@ -53,6 +54,7 @@ async def subscribed(
         members = await state.members(app.id, channel)
         socket.push(frames.subscription_succeeded(channel, members_payload(members)))
         if first:
+            runtime.console.record(app.id, "member_added", channel=channel, user_id=member.user_id)
             stats.incr("presence_events", (app.id, "member_added"))
             added = frames.member_added(channel, member.user_id, member.user_info)
             await runtime.broker.publish(app.id, [channel], added, socket.socket_id)
@@ -92,6 +94,7 @@ async def unsubscribed(
     if remaining is None:
         return
     runtime.stats.incr("channel_unsubscriptions", (app.id, kind.label))
+    runtime.console.record(app.id, "unsubscribed", channel=channel, socket_id=socket_id)
     removals = [Removed("s", app.id, channel, "", remaining)]
     if user_id is not None:
         last = await state.remove_member(app.id, channel, socket_id, user_id)
@@ -164,6 +167,7 @@ async def after_removals(
             continue  # the app was deleted: nobody is left to tell
         channel = removed.channel
         if removed.kind == "m" and removed.result:
+            runtime.console.record(owner.id, "member_removed", channel=channel, user_id=removed.user_id)
             runtime.stats.incr("presence_events", (owner.id, "member_removed"))
             removal = frames.member_removed(channel, removed.user_id)
             await runtime.broker.publish(owner.id, [channel], removal)
@@ -200,6 +204,9 @@ async def client_event(
         frame["user_id"] = user_id
     await runtime.broker.publish(app.id, [channel], frames.dumps(frame), socket.socket_id)
     runtime.stats.incr("client_events", (app.id,))
+    runtime.console.record(
+        app.id, "client_event", channel=channel, event=event, socket_id=socket.socket_id, data=data
+    )
     extra = {"event": event, "data": data if isinstance(data, str) else frames.dumps(data)}
     extra["socket_id"] = socket.socket_id
     if user_id is not None:

@@ -37,6 +37,7 @@ from ..tasks import TaskSet
 from ..webhooks.dispatcher import Webhooks
 from . import changes
 from .addresslimits import AddressLimits
+from .console import STATS_SECONDS, ConsoleHub
 from .counts import SubscriptionCounts
 from .memorygate import MemoryGate
 
@@ -78,6 +79,15 @@ class Runtime:
         # Closed past MEMORY_LIMIT_MB: new sockets are refused with 4100, /ready answers 503.
         self.memory = MemoryGate.from_megabytes(conf.MEMORY_LIMIT_MB, conf.MEMORY_RESUME_MB)
         self.address_limits = AddressLimits(self)
+        self.console = ConsoleHub(self.stats, self.cluster.instance)
+        if conf.STATE_BACKEND == "redis":
+            broker: Any = self.cluster.broker
+            self.console.send = broker.console
+            broker.on_console = self.console.received
+        console = self.console
+        self.webhooks.deliverer.on_attempt = lambda app_id, fields: console.record(
+            app_id, "webhook", **fields
+        )
         # Where each site listens: "public" (recorded by realtime_serve as it binds, else from the
         # first request's scope), "metrics" (by the metrics app's listener).
         self.listening: dict[str, tuple[str, int]] = {}
@@ -170,6 +180,7 @@ class Runtime:
         if self.memory.enabled:
             self.check_memory()
             self.tasks.spawn(self._watch_memory_forever())
+        self.tasks.spawn(self._console_forever())
 
     async def wait_started(self) -> None:
         """Until the cluster backend has been reached once (at once for the in-process one)."""
@@ -293,6 +304,14 @@ class Runtime:
                 self.check_memory()
             except Exception:
                 self.errors.exception(logger, "memory", "reading this process' memory failed")
+
+    async def _console_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_SECONDS)
+            try:
+                await self.console.tick()
+            except Exception:
+                self.errors.exception(logger, "console", "the console's periodic report failed")
 
     # App changes
 

@@ -21,7 +21,9 @@ import random
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from django.utils import timezone
@@ -73,6 +75,8 @@ class Deliverer:
         # Attempts in flight now: a drain waits for these, not for batches waiting their turn.
         self._in_flight = 0
         self._idle = asyncio.Event()
+        # Told of every attempt (app id, what to show): the admin console, set by the runtime.
+        self.on_attempt: Callable[[str, dict[str, Any]], None] | None = None
 
     def submit(self, batches: list[Batch]) -> None:
         """Hold ``batches`` (committed, leased to this process) and deliver each in its lane."""
@@ -163,6 +167,10 @@ class Deliverer:
             batch.attempts += 1
             batch.url = target.url
             http_status, error = await self._post(app, target, batch)
+            if self.on_attempt is not None:
+                shown = urlsplit(target.url)._replace(query="", fragment="").geturl()  # no tokens
+                result = {"events": names, "url": shown, "status": http_status, "error": error}
+                self.on_attempt(app.id, {**result, "attempt": batch.attempts})
             now = timezone.now()
             if http_status is not None and 200 <= http_status < 300:
                 store.delivered(batch, http_status)

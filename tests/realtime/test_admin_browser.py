@@ -152,7 +152,7 @@ async def log_in(page: Page, server: Any, path: str) -> None:
         f"User.objects.create_superuser('admin', 'admin@example.com', '{PASSWORD}')",
     )
     await page.goto(server.url(f"/admin/login/?next={path}"))
-    assert await page.evaluate("document.title") == "Log in | Django site admin"
+    assert await page.evaluate("document.title") == "Log in | Realtime"
     await page.follow(
         "document.getElementById('id_username').value = 'admin';"
         f"document.getElementById('id_password').value = '{PASSWORD}';"

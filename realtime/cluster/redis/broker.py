@@ -13,6 +13,7 @@ socket id; a user id or the frame text is always the last field)::
     t  origin  app  user                                         terminate a user's connections
     w  origin  app  0|1  user                                     watchlist offline / online
     k  origin  app  socket  code  reason                          close one connection
+    o  origin  json                                               the admin console (runtime/console.py)
     c  origin                                                     app credentials changed
 
 Pub/sub is at most once: a node that loses its subscription loses messages silently, which is why
@@ -81,6 +82,8 @@ class RedisBroker:
         self.on_invalidate = on_invalidate
         self.channel = bus_channel(backend.prefix)
         self.origin = backend.instance
+        # Given other nodes' console messages (origin, message); set by the runtime.
+        self.on_console: Callable[[str, str], None] | None = None
 
     async def publish(
         self, app_id: str, channels: list[str], text: str, except_socket_id: str | None = None
@@ -103,6 +106,10 @@ class RedisBroker:
     async def terminate_socket(self, app_id: str, socket_id: str, code: int, reason: str) -> None:
         if not self.registry.terminate_socket(app_id, socket_id, code, reason):
             await self._send("control", SEP.join(("k", self.origin, app_id, socket_id, str(code), reason)))
+
+    async def console(self, message: str) -> None:
+        """Send an admin console message (``runtime.console``) to the other nodes."""
+        await self._send("console", SEP.join(("o", self.origin, message)))
 
     async def _send(self, operation: str, payload: str) -> None:
         client, target = self.backend.client, self.backend.target
@@ -137,6 +144,10 @@ class RedisBroker:
             return
         if origin == self.origin and kind != "p":
             return  # terminations and watchlist changes act on this node's sockets at once
+        if kind == "o":
+            if self.on_console is not None:
+                self.on_console(origin, rest)
+            return
         stats = self.stats
         stats.incr("adapter_operations", ("receive",))
         try:
