@@ -272,6 +272,7 @@ REALTIME: dict[str, Any] = given(
         "REQUEST_TIMEOUT": env_float("REQUEST_TIMEOUT"),
         "MAX_PENDING_CONNECTIONS": env_int("MAX_PENDING_CONNECTIONS", minimum=1),
         "TRUSTED_PROXIES": _list(env_str("TRUSTED_PROXIES")),
+        "FORWARDED_HEADER": env_str("FORWARDED_HEADER"),
         "IP_CONNECTIONS_PER_MINUTE": env_int("IP_CONNECTIONS_PER_MINUTE", minimum=1),
         "IP_API_REQUESTS_PER_MINUTE": env_int("IP_API_REQUESTS_PER_MINUTE", minimum=1),
         "WEBHOOK_DELAY_SECONDS": env_float("WEBHOOK_DELAY_SECONDS"),

@@ -1,9 +1,11 @@
 """Client addresses: the peer, or what a trusted reverse proxy says the client was.
 
 A proxy in ``TRUSTED_PROXIES`` (addresses or CIDRs) appends the address it received a request
-from to ``Forwarded: for=`` (RFC 7239) or ``X-Forwarded-For``; anyone else can write anything
-there, so those headers count only from a trusted peer, and then only up to the first address
-that is not a trusted proxy, read from the right (everything left of it was written by the client).
+from to one header: ``X-Forwarded-For`` (nginx, HAProxy, most load balancers) or ``Forwarded:
+for=`` (RFC 7239), as ``FORWARDED_HEADER`` says. Only that header is read: a proxy passes the
+other one through as the client wrote it. It counts only from a trusted peer, and then only up to
+the first address that is not a trusted proxy, read from the right (everything left of it was
+written by the client).
 """
 
 from __future__ import annotations
@@ -46,32 +48,42 @@ def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     elif text.count(":") == 1:
         text = text.partition(":")[0]
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    # A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d: the same client as a.b.c.d.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
-def forwarded_chain(forwarded: str | None, x_forwarded_for: str | None) -> list[str]:
-    """The addresses a request passed through, client first: ``Forwarded``'s ``for=`` values when
-    present (RFC 7239 section 5.2), else ``X-Forwarded-For``'s list."""
-    if forwarded:
-        return [match.group(1) for match in _FORWARDED_FOR.finditer(forwarded)]
-    if x_forwarded_for:
-        return [entry for entry in x_forwarded_for.split(",") if entry.strip()]
-    return []
+# FORWARDED_HEADER's values.
+X_FORWARDED_FOR = "x-forwarded-for"
+FORWARDED = "forwarded"
+
+
+def forwarded_chain(header: str, value: str | None) -> list[str]:
+    """The addresses a request passed through, client first, from the value of ``header``
+    (``X_FORWARDED_FOR``: a comma-separated list; ``FORWARDED``: its ``for=`` parameters, RFC 7239
+    section 5.2)."""
+    if not value:
+        return []
+    if header == FORWARDED:
+        return [match.group(1) for match in _FORWARDED_FOR.finditer(value)]
+    return [entry for entry in value.split(",") if entry.strip()]
 
 
 def client_address(
-    peer: str | None, forwarded: str | None, x_forwarded_for: str | None, networks: tuple[Network, ...]
+    peer: str | None, header: str, value: str | None, networks: tuple[Network, ...]
 ) -> str | None:
     """The client's address as text: ``peer`` unless it is a trusted proxy, then the rightmost
-    forwarded address that is not one (the leftmost if all are). None when ``peer`` is unknown
-    (a Unix socket, a test client)."""
+    address in the forwarding ``header``'s ``value`` that is not one (the leftmost if all are).
+    None when ``peer`` is unknown (a Unix socket, a test client)."""
     if not peer:
         return None
     if not networks or not is_trusted(peer, networks):
         return peer
-    chain = forwarded_chain(forwarded, x_forwarded_for)
+    chain = forwarded_chain(header, value)
     client = peer
     for entry in reversed(chain):
         address = _parse(entry)
@@ -90,7 +102,5 @@ def bucket(address: str) -> str:
     if parsed is None:
         return address
     if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
         return str(ipaddress.ip_network(f"{parsed}/{IPV6_BUCKET_PREFIX}", strict=False))
     return str(parsed)

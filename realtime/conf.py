@@ -93,6 +93,8 @@ class RealtimeSettings:
     # Addresses or CIDRs of the reverse proxies whose forwarding headers count (daphne's
     # Daphne-Root-Path); from anyone else they are ignored.
     TRUSTED_PROXIES: tuple[str, ...] = ()
+    # The header those proxies put the client's address in: "X-Forwarded-For" or "Forwarded".
+    FORWARDED_HEADER: str = "X-Forwarded-For"
     # New WebSocket connections and HTTP API requests per minute from one client address (an IPv6
     # client's /64); beyond them 4100 and 429. None: no limit. Cluster-wide with Redis.
     IP_CONNECTIONS_PER_MINUTE: int | None = None

@@ -151,7 +151,7 @@ class Registry:
         if channel[:1] == "#":
             user_id = server_to_user_id(channel)
             if user_id is not None:
-                return self._deliver_to_user(app_id, user_id, message)
+                return self._deliver_to_user(app_id, user_id, message, except_socket_id)
         if self.pending:
             self._hold(app_id, channel, message, except_socket_id)
         subscribers = self.channels.get((app_id, channel))
@@ -169,13 +169,18 @@ class Registry:
         stats.incr("socket_transmitted_bytes", (app_id,), sent * message.size)
         return sent
 
-    def _deliver_to_user(self, app_id: str, user_id: str, message: Outbound) -> int:
+    def _deliver_to_user(
+        self, app_id: str, user_id: str, message: Outbound, except_socket_id: str | None
+    ) -> int:
         sockets = self.users.get((app_id, user_id))
         if not sockets:
             return 0
+        sent = 0
         for socket in list(sockets.values()):
-            socket.deliver(message)
-        return self._sent(app_id, len(sockets), message)
+            if socket.socket_id != except_socket_id:
+                socket.deliver(message)
+                sent += 1
+        return self._sent(app_id, sent, message)
 
     def _hold(self, app_id: str, channel: str, message: Outbound, except_socket_id: str | None) -> None:
         for socket_id, (_, held) in self.pending.get((app_id, channel), {}).items():

@@ -147,9 +147,11 @@ async def signin(conn: Connection, data: dict[str, Any]) -> None:
         user = SignedInUser(user.user_id, user.user_info, user.watchlist[:MAX_WATCHLIST_SIZE])
     if not app.enable_watchlist_events:
         user = SignedInUser(user.user_id, user.user_info, ())
+    first = await changes.signed_in(runtime, conn, app, user)
+    # Indexed only now: no server-to-user or watchlist event reaches a socket ahead of its
+    # signin_success, or at all when the per-user cap refuses it.
     conn.user = user
     runtime.registry.sign_in(conn, user.user_id, user.watchlist)
-    first = await changes.signed_in(runtime, conn, app, user)
     conn.push(frames.signin_success(user_data))
     if watchlist_over and app.enable_watchlist_events:
         conn.send_error(

@@ -33,8 +33,9 @@ def refusal_reason(code: int | None) -> str:
 
 
 # What the official clients send as ``version`` (pusher-js "8.4.0", "8.4.0-rc2", the mobile SDKs
-# "10.1.5"): dotted numbers, then an optional pre-release or build suffix.
-_CLIENT_VERSION = re.compile(r"\A[0-9]{1,9}(\.[0-9]{1,9}){0,3}([-+][0-9A-Za-z.+-]{1,32})?\Z")
+# "10.1.5"), and what others do ("v2.1.0"): dotted numbers, then an optional pre-release or build
+# suffix ("+" arrives as a space when a client does not encode it).
+_CLIENT_VERSION = re.compile(r"\A[vV]?[0-9]{1,9}(\.[0-9]{1,9}){0,3}([-+ ][0-9A-Za-z.+-]{1,32})?\Z")
 
 
 def check_protocol(query_string: bytes, minimum: int, maximum: int) -> None:

@@ -17,13 +17,18 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from daphne.server import Server
 from twisted.internet import tcp
 
+try:
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+except ImportError:  # no pyOpenSSL (Twisted's tls extra): no TLS listener either
+    TLSMemoryBIOProtocol = None
+
 from ..conf import get_settings
 from ..connection.consumer import WRITER_EXTENSION
 from .front import FrontChannel, front_route
 from .protocol import RealtimeWebSocketProtocol, SocketInbox, install_lazy_log_arguments
 from .reactor import direct_dispatch
 from .web import Limits, RealtimeHTTPChannel, RealtimeWebRequest
-from .writer import FrameWriter
+from .writer import FrameWriter, TLSFrameWriter
 
 # Shared by every WebSocket scope instead of one dict per socket; nothing writes to it.
 _ASGI_VERSION = {"version": "3.0"}
@@ -129,9 +134,17 @@ class RealtimeServer(Server):
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
         if scope.get("type") != "websocket":
             return super().create_application(protocol, scope)
-        if protocol._perMessageCompress is None and type(protocol.transport) is tcp.Server:
+        transport = protocol.transport
+        if protocol._perMessageCompress is None and type(transport) is tcp.Server:
             writer = protocol.frame_writer = FrameWriter(protocol)
             scope.setdefault("extensions", {})[WRITER_EXTENSION] = writer
+        elif (
+            protocol._perMessageCompress is None
+            and TLSMemoryBIOProtocol is not None
+            and isinstance(transport, TLSMemoryBIOProtocol)
+            and type(transport.transport) is tcp.Server
+        ):
+            scope.setdefault("extensions", {})[WRITER_EXTENSION] = TLSFrameWriter(protocol)
         # daphne's create_application, with a SocketInbox in place of its asyncio.Queue.
         details = self.connections.get(protocol)
         if details is None:

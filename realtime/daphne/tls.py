@@ -15,7 +15,8 @@ from pathlib import Path
 
 from twisted.internet.endpoints import quoteStringArgument
 
-_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+# As Twisted's ssl endpoint finds the chain's certificates (LF line endings only).
+_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\n.+?\n-----END CERTIFICATE-----", re.DOTALL)
 
 
 class TLSError(ValueError):
@@ -66,7 +67,7 @@ class TLSFiles:
             chain = self._read("SSL_CHAIN", self.chain)
             found = _CERTIFICATE.findall(chain)
             if not found:
-                raise TLSError(f"SSL_CHAIN {self.chain} holds no PEM certificate")
+                raise TLSError(f"SSL_CHAIN {self.chain} holds no PEM certificate with LF line endings")
             for pem in found:
                 crypto.load_certificate(crypto.FILETYPE_PEM, pem)
 

@@ -5,7 +5,9 @@ ASGI's ``websocket.send`` would cost daphne's dispatch, autobahn's framing and a
 Twisted's next reactor pass per subscriber (docs/architecture.md, "The fast path under daphne").
 ``FrameWriter.write`` sends the bytes at once when Twisted holds nothing for the socket, else
 appends them behind Twisted's buffer so that order is kept. Only plain TCP transports get one
-(``server.RealtimeServer.create_application``); others use ``websocket.send``.
+(``server.RealtimeServer.create_application``); a TLS transport gets a ``TLSFrameWriter`` (the
+frame through TLS's own write, the slow-consumer bound on the TCP buffer under it); others use
+``websocket.send``.
 """
 
 from __future__ import annotations
@@ -81,6 +83,27 @@ class FrameWriter:
     def buffered(self) -> int:
         """Bytes written but not yet handed to the kernel (Twisted's buffer of this socket)."""
         return unsent(self._transport)
+
+
+class TLSFrameWriter:
+    """``FrameWriter``'s ``write`` and ``buffered`` for a TLS connection (``SSL_CERT``): a frame is
+    encrypted and handed to TCP by Twisted's TLS protocol at once, and what waits is the encrypted
+    bytes in the TCP transport's buffer under it, which the slow-consumer bound reads."""
+
+    __slots__ = ("_protocol", "_tls")
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+        self._tls = protocol.transport
+
+    def write(self, frame: bytes) -> None:
+        """Send ``frame`` (a complete WebSocket frame); nothing once the socket is not open."""
+        if self._protocol.state == WebSocketProtocol.STATE_OPEN:
+            self._tls.write(frame)
+
+    def buffered(self) -> int:
+        """Encrypted bytes written but not yet handed to the kernel."""
+        return unsent(self._tls.transport)
 
 
 def unsent(transport: tcp.Server) -> int:

@@ -1,10 +1,11 @@
 """Per-address limits: new WebSocket connections and HTTP API requests per minute from one client.
 
 Off unless ``IP_CONNECTIONS_PER_MINUTE`` / ``IP_API_REQUESTS_PER_MINUTE`` is set. The client is
-the peer, or what a proxy in ``TRUSTED_PROXIES`` forwarded (``addresses``); an IPv6 client counts
-as its /64. Counted in the cluster's state: per node without Redis, for the whole cluster (one
-atomic script per check) with it. Each decision is a ``rate_limit_checks`` sample with an empty
-``app_id`` (the limit is the node's, not an app's) and the limiter's name.
+the peer, or what a proxy in ``TRUSTED_PROXIES`` forwarded in ``FORWARDED_HEADER``
+(``addresses``); an IPv6 client counts as its /64. Counted in the cluster's state: per node
+without Redis, for the whole cluster (one atomic script per check) with it. Each decision is a
+``rate_limit_checks`` sample with an empty ``app_id`` (the limit is the node's, not an app's) and
+the limiter's name.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..addresses import Network, bucket, client_address, trusted_networks
+from ..addresses import FORWARDED, X_FORWARDED_FOR, Network, bucket, client_address, trusted_networks
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -41,6 +42,7 @@ class AddressLimits:
             CONNECTIONS: conf.IP_CONNECTIONS_PER_MINUTE,
             API_REQUESTS: conf.IP_API_REQUESTS_PER_MINUTE,
         }
+        self.header = FORWARDED if conf.FORWARDED_HEADER.lower() == FORWARDED else X_FORWARDED_FOR
         try:
             self.networks: tuple[Network, ...] = trusted_networks(conf.TRUSTED_PROXIES)
         except ValueError:
@@ -53,9 +55,7 @@ class AddressLimits:
         """The client address of an ASGI connection scope (None: unknown, as for a Unix socket)."""
         client = scope.get("client")
         peer = client[0] if client else None
-        return client_address(
-            peer, _header(scope, b"forwarded"), _header(scope, b"x-forwarded-for"), self.networks
-        )
+        return client_address(peer, self.header, _header(scope, self.header.encode()), self.networks)
 
     def address_of_request(self, meta: dict[str, Any]) -> str | None:
         """The client address of a Django request (its ``META``)."""

@@ -178,8 +178,10 @@ async def after_removals(
             elif (
                 removed.result > 0 and owner.enable_subscription_count and not channel_kind(channel).presence
             ):
-                # The last count of a channel is its current one: removals come in the order made.
-                counts[(owner.id, channel)] = removed.result
+                # Removals only lower a count: the lowest is the newest, in whatever order a reap
+                # that ran its removals concurrently lists them.
+                key = (owner.id, channel)
+                counts[key] = min(counts.get(key, removed.result), removed.result)
         elif removed.kind == "u" and removed.result and owner.enable_watchlist_events:
             await runtime.broker.watchlist_changed(owner.id, removed.user_id, False)
     for (app_id, channel), count in counts.items():

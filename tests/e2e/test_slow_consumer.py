@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -31,11 +32,13 @@ class RawWebSocket:
     """A WebSocket client on a plain socket: the handshake and frames by hand, so that it can
     stop reading altogether (its receive buffer kept small, so the server's fills soon)."""
 
-    def __init__(self, host: str, port: int, path: str) -> None:
+    def __init__(self, host: str, port: int, path: str, tls: ssl.SSLContext | None = None) -> None:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
         self.sock.settimeout(10)
         self.sock.connect((host, port))
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=host)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             (

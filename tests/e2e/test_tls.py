@@ -25,6 +25,8 @@ from cryptography.x509.oid import NameOID
 from pusher.requests import RequestsBackend
 
 from tests.conftest import ServerProcess, start_server_process
+from tests.e2e.test_slow_consumer import SLOW, RawWebSocket
+from tests.metrics.conftest import scrape
 from tests.pusher_client import PusherSocket
 
 pytestmark = pytest.mark.timeout(120)
@@ -98,6 +100,27 @@ def client_context(pki: dict[str, Path]) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(pki["root"]))
 
 
+def tls_sdk(node: ServerProcess, pki: dict[str, Path]) -> pusher.Pusher:
+    """The official SDK over https:// to ``node``, trusting the test root."""
+    root = str(pki["root"])
+
+    class TrustingBackend(RequestsBackend):
+        def __init__(self, client: object, **options: object) -> None:
+            super().__init__(client, **options)
+            self.options["verify"] = root  # the SDK pins its own CA bundle; ours is a test root
+
+    return pusher.Pusher(
+        app_id=node.app_id,
+        key=node.key,
+        secret=node.secret,
+        host="127.0.0.1",
+        port=node.port,
+        ssl=True,
+        backend=TrustingBackend,
+        timeout=10,
+    )
+
+
 def tls_env(pki: dict[str, Path], **extra: str) -> dict[str, str]:
     return {
         "SSL_CERT": str(pki["server"]),
@@ -116,23 +139,7 @@ async def test_wss_and_https_with_the_official_sdk(start_server, pki: dict[str, 
     ) as response:
         assert json.loads(response.read()) == {"status": "ready"}
     url = f"wss://127.0.0.1:{node.port}/app/{node.key}?protocol=7&client=js&version=8.4.0"
-    root = str(pki["root"])
-
-    class TrustingBackend(RequestsBackend):
-        def __init__(self, client: object, **options: object) -> None:
-            super().__init__(client, **options)
-            self.options["verify"] = root  # the SDK pins its own CA bundle; ours is a test root
-
-    sdk = pusher.Pusher(
-        app_id=node.app_id,
-        key=node.key,
-        secret=node.secret,
-        host="127.0.0.1",
-        port=node.port,
-        ssl=True,
-        backend=TrustingBackend,
-        timeout=10,
-    )
+    sdk = tls_sdk(node, pki)
     async with await PusherSocket.connect(url, ssl=context) as client:
         await client.subscribe("private-tls", sdk)
         sdk.trigger("private-tls", "secure", {"over": "tls"})
@@ -146,6 +153,28 @@ async def test_wss_and_https_with_the_official_sdk(start_server, pki: dict[str, 
     with pytest.raises((websockets.InvalidMessage, websockets.InvalidHandshake, OSError, EOFError)):
         async with websockets.connect(node.ws_url(), open_timeout=5):
             pass
+
+
+def test_a_stalled_wss_client_is_dropped_as_a_slow_consumer(start_server, pki: dict[str, Path]) -> None:
+    node = start_server(env=tls_env(pki, MAX_SOCKET_BUFFER_BYTES="65536"))
+    stalled = RawWebSocket(
+        "127.0.0.1", node.port, f"/app/{node.key}?protocol=7&client=js&version=8.4.0", tls=client_context(pki)
+    )
+    assert stalled.recv()["event"] == "pusher:connection_established"
+    stalled.send({"event": "pusher:subscribe", "data": {"channel": "tls-slow"}})
+    while stalled.recv()["event"] != "pusher_internal:subscription_succeeded":
+        pass
+    # From here on it reads nothing; the encrypted bytes pile up in the server's TCP buffer.
+    sdk = tls_sdk(node, pki)
+    pad = "x" * 6 * 1024
+    for n in range(3000):
+        sdk.trigger("tls-slow", "tick", json.dumps({"n": n, "pad": pad}))
+        if n % 10 == 9 and scrape(node).value(SLOW["name"], type=SLOW["type"]):
+            break
+    else:
+        raise AssertionError("the stalled wss:// socket was never dropped")
+    assert stalled.closed_by_server(60)
+    stalled.close()
 
 
 async def test_without_the_chain_a_client_trusting_the_root_refuses(

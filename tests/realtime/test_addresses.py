@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.addresses import bucket, client_address, forwarded_chain, trusted_networks
+from realtime.addresses import (
+    FORWARDED,
+    X_FORWARDED_FOR,
+    bucket,
+    client_address,
+    forwarded_chain,
+    trusted_networks,
+)
 from realtime.ratelimit import AddressLimiters
 
 PROXIES = trusted_networks(["10.0.0.0/8", "127.0.0.1"])
@@ -25,8 +32,7 @@ PROXIES = trusted_networks(["10.0.0.0/8", "127.0.0.1"])
         ("127.0.0.1", 'for=192.0.2.43, for="[2001:db8:cafe::17]:4711"', None, "2001:db8:cafe::17"),
         ("127.0.0.1", "for=192.0.2.60;proto=http;by=203.0.113.43", None, "192.0.2.60"),
         ("127.0.0.1", 'for="_hidden", for=198.51.100.17', None, "198.51.100.17"),
-        # Forwarded wins over X-Forwarded-For; "unknown" stops the walk at what is known.
-        ("127.0.0.1", "for=192.0.2.1", "203.0.113.7", "192.0.2.1"),
+        # "unknown" stops the walk at what is known.
         ("127.0.0.1", "for=unknown", None, "127.0.0.1"),
         ("127.0.0.1", None, None, "127.0.0.1"),
         (None, None, "203.0.113.7", None),
@@ -35,16 +41,27 @@ PROXIES = trusted_networks(["10.0.0.0/8", "127.0.0.1"])
 def test_client_address(
     peer: str | None, forwarded: str | None, xff: str | None, expected: str | None
 ) -> None:
-    assert client_address(peer, forwarded, xff, PROXIES) == expected
+    header, value = (FORWARDED, forwarded) if forwarded is not None else (X_FORWARDED_FOR, xff)
+    assert client_address(peer, header, value, PROXIES) == expected
+
+
+def test_only_the_configured_header_counts() -> None:
+    # A proxy that writes X-Forwarded-For passes a client's Forwarded header through untouched.
+    assert client_address("127.0.0.1", X_FORWARDED_FOR, "203.0.113.7", PROXIES) == "203.0.113.7"
+    assert client_address("127.0.0.1", FORWARDED, None, PROXIES) == "127.0.0.1"
 
 
 def test_no_trusted_proxies_means_the_peer() -> None:
-    assert client_address("127.0.0.1", None, "203.0.113.7", ()) == "127.0.0.1"
+    assert client_address("127.0.0.1", X_FORWARDED_FOR, "203.0.113.7", ()) == "127.0.0.1"
+
+
+def test_an_ipv4_mapped_peer_is_its_ipv4_address() -> None:
+    assert client_address("::ffff:10.1.2.3", X_FORWARDED_FOR, "203.0.113.7", PROXIES) == "203.0.113.7"
 
 
 def test_forwarded_chain_keeps_the_order() -> None:
-    assert forwarded_chain('for=a;by=b, for="c"', "x") == ["a", '"c"']
-    assert forwarded_chain(None, " a , b,") == [" a ", " b"]
+    assert forwarded_chain(FORWARDED, 'for=a;by=b, for="c"') == ["a", '"c"']
+    assert forwarded_chain(X_FORWARDED_FOR, " a , b,") == [" a ", " b"]
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,8 @@ def code_of(query: str) -> int | None:
         ("protocol=7", None),  # clients that send no version are not refused
         ("protocol=5&version=8.4.0-rc2", None),
         ("protocol=7&version=7.0.3%2Bbuild.5", None),
+        ("protocol=7&version=7.0.3+build.5", None),  # an unencoded "+" arrives as a space
+        ("protocol=7&version=v2.1.0", None),
         ("protocol=7&version=", errors.INVALID_VERSION),
         ("protocol=7&version=abc", errors.INVALID_VERSION),
         ("protocol=7&version=1..2", errors.INVALID_VERSION),

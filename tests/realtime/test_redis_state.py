@@ -175,8 +175,8 @@ async def test_users_and_connections_across_nodes(nodes) -> None:
     await a.state.remove_connection(APP, "1.1")
     assert await b.state.connection_count(APP) == 1
 
-    assert await a.state.user_connected(APP, "u1", "1.1") is True
-    assert await b.state.user_connected(APP, "u1", "2.1") is False
+    assert await a.state.user_connected(APP, "u1", "1.1") == (1, [])  # the first
+    assert await b.state.user_connected(APP, "u1", "2.1") == (2, [])
     assert await b.state.online_users(APP, ["u1", "u2"]) == {"u1"}
     assert await a.state.user_disconnected(APP, "u1", "1.1") is False
     assert await a.state.user_disconnected(APP, "u1", "1.1") is False
@@ -480,3 +480,18 @@ async def test_sign_in_order_for_a_close_oldest_cap(nodes) -> None:
     assert await a.state.user_connected(APP, "u", "a.3", keep=3) == (4, ["a.2"])  # score 0, then by id
     # Without the policy, a plain count.
     assert await a.state.user_connected(APP, "v", "a.9") == (1, [])
+
+
+async def test_an_id_reaped_while_its_node_still_wrote_leaves_nothing_behind(nodes) -> None:
+    # A node stalled past DEAD_NODE_TIMEOUT is reaped (its app set deleted) while it still holds
+    # the id; it writes once more before it notices, then reaps its own earlier id.
+    a, b = await nodes(), await nodes()
+    stale_id = a.node_id
+    await a.state.add_connection(APP, "a.1")
+    [_ async for _ in b.state.reap(stale_id)]
+    await a.state.subscribe(APP, "late", "a.1")  # same id, the app already known: no new SADD
+    assert not await a.client.exists(f"test:node:{stale_id}:apps")
+    a.node_id = a._next_node_id()  # what noticing the lost registration does
+    removed = [entry for batch in [batch async for batch in a.state.reap(stale_id)] for entry in batch]
+    assert [(entry.kind, entry.channel) for entry in removed] == [("s", "late")]
+    assert await b.state.channels(APP) == {}

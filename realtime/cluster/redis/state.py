@@ -211,9 +211,8 @@ class RedisState:
         self._report = client.register_script(_REPORT)
         self._rate = client.register_script(_RATE)
         self._sign_in = client.register_script(_SIGN_IN)
-        # The apps this node id has named in its app set (``_indexed``), reset with a new id.
-        self._apps_of = ""
-        self._apps: set[str] = set()
+        # node id (this process' current and earlier ones) -> the apps named in its app set.
+        self._apps: dict[str, set[str]] = {}
 
     # Keys
 
@@ -228,27 +227,27 @@ class RedisState:
         """``P:node:NODE:apps``: the apps in which ``node_id`` holds entries (where ``reap`` looks)."""
         return f"{self.link.prefix}:node:{node_id}:apps"
 
-    async def _indexed(self, app_id: str) -> str:
-        """This node's index key in the app, after making sure the node's app set names the app
-        (first, so that reaping finds every entry even if the node dies right after writing it)."""
+    async def _indexed(self, app_id: str) -> tuple[str, str]:
+        """``(this node's index key in the app, the node id it is for)``, after making sure the
+        node's app set names the app (first, so that reaping finds every entry even if the node
+        dies right after writing it). The apps are also remembered per id, for reaping this
+        node's own earlier ids: a reaper that took the id for dead may have deleted the set."""
         link = self.link
         node_id = link.node_id
-        if self._apps_of != node_id:
-            self._apps_of, self._apps = node_id, set()
-        if app_id not in self._apps:
+        apps = self._apps.setdefault(node_id, set())
+        if app_id not in apps:
             key = self.node_key(node_id)
             await link.call("index_app", lambda: link.client.sadd(key, app_id))
-            if self._apps_of == node_id:
-                self._apps.add(app_id)
-        return self._index(app_id, node_id)
+            apps.add(app_id)
+        return self._index(app_id, node_id), node_id
 
     # Connections
 
     async def add_connection(self, app_id: str, socket_id: str) -> int:
-        link = self.link
-        keys = [self._app(app_id) + "conns", await self._indexed(app_id)]
-        args = [socket_id, link.node_id, SEP.join(("c", app_id, socket_id))]
-        return int(await link.call("add_connection", lambda: self._add(keys, args)))
+        index, node_id = await self._indexed(app_id)
+        keys = [self._app(app_id) + "conns", index]
+        args = [socket_id, node_id, SEP.join(("c", app_id, socket_id))]
+        return int(await self.link.call("add_connection", lambda: self._add(keys, args)))
 
     async def remove_connection(self, app_id: str, socket_id: str) -> None:
         node_id = self.link.node_id
@@ -270,11 +269,11 @@ class RedisState:
     # Subscriptions
 
     async def subscribe(self, app_id: str, channel: str, socket_id: str) -> int:
-        link = self.link
         app = self._app(app_id)
-        keys = [f"{app}sub:{channel}", app + "channels", await self._indexed(app_id)]
-        args = [socket_id, link.node_id, SEP.join(("s", app_id, channel, socket_id)), channel]
-        return int(await link.call("subscribe", lambda: self._subscribe(keys, args)))
+        index, node_id = await self._indexed(app_id)
+        keys = [f"{app}sub:{channel}", app + "channels", index]
+        args = [socket_id, node_id, SEP.join(("s", app_id, channel, socket_id)), channel]
+        return int(await self.link.call("subscribe", lambda: self._subscribe(keys, args)))
 
     async def unsubscribe(self, app_id: str, channel: str, socket_id: str) -> int | None:
         node_id = self.link.node_id
@@ -318,12 +317,12 @@ class RedisState:
     async def add_member(
         self, app_id: str, channel: str, socket_id: str, user_id: str, user_info: Any
     ) -> bool:
-        link = self.link
         app = self._app(app_id)
-        keys = [f"{app}psock:{channel}:{user_id}", f"{app}presence:{channel}", await self._indexed(app_id)]
+        index, node_id = await self._indexed(app_id)
+        keys = [f"{app}psock:{channel}:{user_id}", f"{app}presence:{channel}", index]
         entry = SEP.join(("m", app_id, channel, socket_id, user_id))
-        args = [socket_id, link.node_id, entry, user_id, json.dumps(user_info, separators=(",", ":"))]
-        return bool(await link.call("add_member", lambda: self._add_member(keys, args)))
+        args = [socket_id, node_id, entry, user_id, json.dumps(user_info, separators=(",", ":"))]
+        return bool(await self.link.call("add_member", lambda: self._add_member(keys, args)))
 
     async def remove_member(self, app_id: str, channel: str, socket_id: str, user_id: str) -> bool:
         node_id = self.link.node_id
@@ -358,8 +357,9 @@ class RedisState:
     ) -> tuple[int, list[str]]:
         link = self.link
         app = self._app(app_id)
-        keys = [f"{app}user:{user_id}", await self._indexed(app_id)]
-        args = [socket_id, link.node_id, SEP.join(("u", app_id, socket_id, user_id))]
+        index, node_id = await self._indexed(app_id)
+        keys = [f"{app}user:{user_id}", index]
+        args = [socket_id, node_id, SEP.join(("u", app_id, socket_id, user_id))]
         if keep is None:
             return int(await link.call("user_connected", lambda: self._add(keys, args))), []
         keys.append(f"{app}usersince:{user_id}")
@@ -493,10 +493,15 @@ class RedisState:
         Safe to run on several nodes at once and to resume after a crash: an entry's removal script
         finds its hash field gone (or held by another id) the second time and reports nothing, so
         every change (and the events that follow from it) happens once. The app set goes last.
+        For this process' own earlier ids, the apps it remembers writing to are reaped too.
         """
         client = self.link.client
         apps_key = self.node_key(node_id)
-        for app_id in sorted(await client.smembers(apps_key)):
+        # An id of this process: the apps it wrote to, even if a reaper deleted the set meanwhile.
+        known = set(self._apps.get(node_id, ()))
+        if node_id != self.link.node_id:
+            self._apps.pop(node_id, None)
+        for app_id in sorted(set(await client.smembers(apps_key)) | known):
             index = self._index(app_id, node_id)
             while True:
                 entries: list[str] = await client.srandmember(index, batch)
