@@ -89,7 +89,8 @@ async def test_watch_a_client_and_publish_from_the_console(
 
         # Without the navigation sidebar, for the README's picture of the whole console.
         await page.evaluate("document.getElementById('toggle-nav-sidebar').click()")
-        await eventually(page, "document.getElementById('fig-out').textContent !== '–'", "message rates")
+        rates_shown = "document.getElementById('fig-out').textContent !== '\\u2013'"  # the placeholder
+        await eventually(page, rates_shown, "message rates")
         png = await page.screenshot(tmp_path / "admin-console.png")
         if target := os.environ.get("REALTIME_SCREENSHOT_CONSOLE"):
             Path(target).write_bytes(png)
