@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -27,14 +26,12 @@ from compare import (
     REPO,
     Server,
     _python,
-    dig,
     prepare_realtime,
     realtime_env,
     realtime_launch,
     run_loadgen,
-    wait_until_quiet,
 )
-from metrics_overhead import FIGURES, median
+from metrics_overhead import FIGURES, compare_figures, interleaved, median
 
 USER, PASSWORD = "bench-admin", "bench-admin-password-0123"
 
@@ -127,34 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         str(args.duration),
     ]
     logs = Path(tempfile.gettempdir()) / "realtime-bench"
-    results: dict[str, list[dict[str, Any]]] = {"open": [], "closed": []}
-    for round_number in range(args.rounds):
-        order = [True, False] if round_number % 2 == 0 else [False, True]
-        for open_console in order:
-            load = wait_until_quiet(args.quiet_wait)
-            result = one_run(open_console, extra, args.timeout, logs)
-            result["machine_load_before"] = load
-            results["open" if open_console else "closed"].append(result)
-            print(
-                f"round {round_number + 1} console {'open  ' if open_console else 'closed'}: "
-                f"{dig(result, 'flat.deliveries_per_s')} deliveries/s, "
-                f"{dig(result, 'flat.server_cpu_ms_per_1000_deliveries')} ms CPU/1000, "
-                f"records {result.get('console_records')}, lost {result.get('lost')}, load before {load}",
-                file=sys.stderr,
-            )
-
-    summary: dict[str, Any] = {"subscribers": args.subscribers, "rounds": args.rounds, "figures": {}}
-    print(f"{'figure':44} {'open':>10} {'closed':>10} {'ratio':>8}")
-    for path, higher in FIGURES:
-        opened, closed = median(results["open"], path), median(results["closed"], path)
-        ratio = round(opened / closed, 3) if opened is not None and closed else None
-        summary["figures"][path] = {
-            "open": opened,
-            "closed": closed,
-            "ratio": ratio,
-            "higher_is_better": higher,
-        }
-        print(f"{path:44} {opened!s:>10} {closed!s:>10} {ratio!s:>8}")
+    labels = ("open", "closed")
+    results = interleaved(
+        args.rounds, args.quiet_wait, labels, lambda on: one_run(on, extra, args.timeout, logs)
+    )
+    summary = compare_figures(results, labels, FIGURES, subscribers=args.subscribers, rounds=args.rounds)
     summary["console_records"] = median(results["open"], "console_records")
     print(f"median records a console received per run: {summary['console_records']}")
     print(json.dumps(summary))

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,47 @@ def one_run(metrics: bool, extra: list[str], timeout: float, interval: float, lo
         server.stop()
 
 
+def interleaved(
+    rounds: int, quiet_wait: float, labels: tuple[str, str], run: Callable[[bool], dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """``rounds`` of ``run(True)`` and ``run(False)`` (results under ``labels``), in A B then B A
+    order, so that drift of the machine hits both alike; each after the cores are quiet."""
+    results: dict[str, list[dict[str, Any]]] = {labels[0]: [], labels[1]: []}
+    for round_number in range(rounds):
+        for first in [True, False] if round_number % 2 == 0 else [False, True]:
+            load = wait_until_quiet(quiet_wait)
+            result = run(first)
+            result["machine_load_before"] = load
+            label = labels[0] if first else labels[1]
+            results[label].append(result)
+            print(
+                f"round {round_number + 1} {label}: "
+                f"{dig(result, 'flat.deliveries_per_s')} deliveries/s, "
+                f"{dig(result, 'flat.server_cpu_ms_per_1000_deliveries')} ms CPU/1000, "
+                f"lost {result.get('lost')}, load before {load}",
+                file=sys.stderr,
+            )
+    return results
+
+
+def compare_figures(
+    results: dict[str, list[dict[str, Any]]],
+    labels: tuple[str, str],
+    figures: list[tuple[str, bool]],
+    **summary: Any,
+) -> dict[str, Any]:
+    """Print each figure's medians under both labels and their ratio; return them with ``summary``."""
+    a, b = labels
+    summary["figures"] = {}
+    print(f"{'figure':44} {a:>10} {b:>10} {f'{a}/{b}':>14}")
+    for path, higher in figures:
+        first, second = median(results[a], path), median(results[b], path)
+        ratio = round(first / second, 3) if first is not None and second else None
+        summary["figures"][path] = {a: first, b: second, "ratio": ratio, "higher_is_better": higher}
+        print(f"{path:44} {first!s:>10} {second!s:>10} {ratio!s:>14}")
+    return summary
+
+
 def median(results: list[dict[str, Any]], path: str) -> float | None:
     values = [v for v in (dig(r, path) for r in results) if isinstance(v, int | float)]
     return round(statistics.median(values), 4) if values else None
@@ -103,29 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         str(args.duration),
     ]
     logs = Path(tempfile.gettempdir()) / "realtime-bench"  # server logs, beside compare.py's
-    results: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
-    for round_number in range(args.rounds):
-        order = [True, False] if round_number % 2 == 0 else [False, True]
-        for metrics in order:
-            load = wait_until_quiet(args.quiet_wait)
-            result = one_run(metrics, extra, args.timeout, args.scrape_interval, logs)
-            result["machine_load_before"] = load
-            results["on" if metrics else "off"].append(result)
-            print(
-                f"round {round_number + 1} metrics {'on ' if metrics else 'off'}: "
-                f"{dig(result, 'flat.deliveries_per_s')} deliveries/s, "
-                f"{dig(result, 'flat.server_cpu_ms_per_1000_deliveries')} ms CPU/1000, "
-                f"lost {result.get('lost')}, load before {load}",
-                file=sys.stderr,
-            )
-
-    summary: dict[str, Any] = {"subscribers": args.subscribers, "rounds": args.rounds, "figures": {}}
-    print(f"{'figure':44} {'on':>10} {'off':>10} {'on/off':>8}")
-    for path, higher in FIGURES:
-        on, off = median(results["on"], path), median(results["off"], path)
-        ratio = round(on / off, 3) if on is not None and off else None
-        summary["figures"][path] = {"on": on, "off": off, "ratio": ratio, "higher_is_better": higher}
-        print(f"{path:44} {on!s:>10} {off!s:>10} {ratio!s:>8}")
+    results = interleaved(
+        args.rounds,
+        args.quiet_wait,
+        ("on", "off"),
+        lambda on: one_run(on, extra, args.timeout, args.scrape_interval, logs),
+    )
+    summary = compare_figures(
+        results, ("on", "off"), FIGURES, subscribers=args.subscribers, rounds=args.rounds
+    )
     scrape = median(results["on"], "scrape_ms_p50")
     summary["scrape_ms_p50"] = scrape
     print(f"median scrape time with {args.subscribers} sockets: {scrape} ms")

@@ -11,25 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import websockets
 
 from tests.conftest import SERVER_KINDS, start_any_server
+from tests.e2e.test_servers import http_get
 from tests.pusher_client import until_closed
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def http_get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 @pytest.mark.parametrize("kind", sorted(SERVER_KINDS))
