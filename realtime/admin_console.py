@@ -32,6 +32,8 @@ from .runtime.console import STATS_SECONDS, Watcher
 FIGURES_SECONDS = 2.0
 # Presence channels whose members are counted for the figures (the first ones by name).
 MAX_PRESENCE_COUNTED = 50
+# How long the stream lets records gather before it sends them, in seconds.
+BATCH_SECONDS = 0.25
 # A comment line this often keeps proxies from closing a quiet stream.
 KEEPALIVE_SECONDS = 15.0
 
@@ -128,6 +130,9 @@ async def _stream(runtime: Runtime, app_id: str) -> AsyncIterator[str]:
                 await asyncio.wait_for(watcher.ready.wait(), max(0.05, next_figures - time.monotonic()))
             except TimeoutError:
                 pass
+            else:
+                # Records come in bursts: one write per burst, not one per record.
+                await asyncio.sleep(BATCH_SECONDS)
     finally:
         console.unwatch(watcher)
 
