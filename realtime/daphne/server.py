@@ -38,6 +38,12 @@ IDLE_TIMEOUT_SECONDS = 75
 MAX_CLOSE_REASON = 120
 
 
+# autobahn's default is 1 s: a client that answers later (a slow link, a busy device) got a TCP
+# reset that could overtake the close frame, losing the pusher:error and the close code (4200
+# "reconnect", 4009 "do not") it was meant to read. Seen as flaky 4200/4009 tests under load.
+CLOSE_HANDSHAKE_SECONDS = 5
+
+
 class RealtimeServer(Server):
     """daphne's server with Realtime's WebSocket fast path (see the module docstring).
 
@@ -68,8 +74,9 @@ class RealtimeServer(Server):
         install_lazy_log_arguments()
         # A protocol violation (bad framing, invalid UTF-8, a message over the limit) ends with a
         # close frame carrying RFC 6455's code (1002, 1007, 1009), not a dropped TCP connection
-        # the client cannot tell from a network fault.
-        factory.setProtocolOptions(failByDrop=False)
+        # the client cannot tell from a network fault. A close the server starts waits
+        # CLOSE_HANDSHAKE_SECONDS for the client's reply before the TCP connection is reset.
+        factory.setProtocolOptions(failByDrop=False, closeHandshakeTimeout=CLOSE_HANDSHAKE_SECONDS)
         self._ws_factory = factory
 
     @property
