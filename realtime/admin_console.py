@@ -34,16 +34,22 @@ FIGURES_SECONDS = 2.0
 MAX_PRESENCE_COUNTED = 50
 # How long the stream lets records gather before it sends them, in seconds.
 BATCH_SECONDS = 0.25
+# A stream ends after this long; the browser reconnects by itself (``retry``), and the session
+# and permissions are checked again. Neither a revoked login nor a server that waits for open
+# responses on shutdown (uvicorn) keeps one going for longer.
+MAX_STREAM_SECONDS = 300.0
 # A comment line this often keeps proxies from closing a quiet stream.
 KEEPALIVE_SECONDS = 15.0
 
 
 async def _allowed(request: HttpRequest, change: bool = False) -> bool:
+    """Whether the request's user may read the console (view or change apps, as the admin's own
+    view permission), or with ``change`` publish from it."""
     user = await request.auser()
     if not (user.is_active and user.is_staff):
         return False
-    permission = "realtime.change_app" if change else "realtime.view_app"
-    return bool(await sync_to_async(user.has_perm)(permission))
+    permissions = ("realtime.change_app",) if change else ("realtime.view_app", "realtime.change_app")
+    return any([await sync_to_async(user.has_perm)(permission) for permission in permissions])
 
 
 def _refused() -> JsonResponse:
@@ -68,10 +74,32 @@ def _delivery_counts(app_id: str) -> tuple[int, int]:
     )
 
 
+_shared: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
 async def figures(runtime: Runtime, app_id: str, watcher: Watcher | None = None) -> dict[str, Any]:
     """The app's live figures, cluster-wide with Redis: ``connections``, ``channels`` by type,
     presence ``members``, ``messages_in``/``messages_out`` per second (every node's last report),
-    webhook deliveries ``pending`` and ``failed``."""
+    webhook deliveries ``pending`` and ``failed``. The state's figures are read once per
+    ``FIGURES_SECONDS`` and app on this node, however many consoles show them."""
+    now = time.monotonic()
+    read_at, shared = _shared.get(app_id, (0.0, {}))
+    if now - read_at >= FIGURES_SECONDS * 0.9:
+        shared = await _state_figures(runtime, app_id)
+        _shared[app_id] = (now, shared)
+        for stale in [key for key, (at, _) in _shared.items() if now - at > 10 * FIGURES_SECONDS]:
+            del _shared[stale]
+    fresh = now - 3 * STATS_SECONDS
+    rates = [rate for rate in (watcher.rates.values() if watcher else ()) if rate[2] >= fresh]
+    return {
+        **shared,
+        "messages_in": round(sum(rate[0] for rate in rates), 1),
+        "messages_out": round(sum(rate[1] for rate in rates), 1),
+        "nodes": len(rates),
+    }
+
+
+async def _state_figures(runtime: Runtime, app_id: str) -> dict[str, Any]:
     state = runtime.state
     channels = await state.channels(app_id)
     by_type = Counter(channel_kind(name).label for name in channels)
@@ -80,15 +108,10 @@ async def figures(runtime: Runtime, app_id: str, watcher: Watcher | None = None)
     for name in presence:
         members += await state.member_count(app_id, name)
     pending, failed = await sync_to_async(_delivery_counts)(app_id)
-    fresh = time.monotonic() - 3 * STATS_SECONDS
-    rates = [rate for rate in (watcher.rates.values() if watcher else ()) if rate[2] >= fresh]
     return {
         "connections": await state.connection_count(app_id),
         "channels": dict(by_type),
         "members": members,
-        "messages_in": round(sum(rate[0] for rate in rates), 1),
-        "messages_out": round(sum(rate[1] for rate in rates), 1),
-        "nodes": len(rates),
         "pending": pending,
         "failed": failed,
     }

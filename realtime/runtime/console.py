@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -166,24 +167,23 @@ class ConsoleHub:
         task.add_done_callback(_log_failure)
 
     def received(self, origin: str, message: str) -> None:
-        """A console message from another node (``origin``): a lease, a record, or its rates."""
+        """A console message from another node (``origin``): a lease, a record, or its rates.
+        Anything malformed is dropped (logged at debug), never raised into the bus reader."""
         try:
             body = json.loads(message)
             kind, app_id = body["type"], str(body["app"])
-        except (ValueError, KeyError, TypeError):
-            logger.warning("malformed console message dropped")
-            return
-        if kind == "watch":
-            if self.leases.get(app_id, 0.0) != float("inf"):
-                self.leases[app_id] = time.monotonic() + LEASE_SECONDS
-        elif kind == "record" and isinstance(body.get("record"), dict):
-            if app_id in self.watchers:
-                self._deliver(app_id, body["record"])
-        elif kind == "rates" and app_id in self.watchers:
-            rates = body.get("rates")
-            if isinstance(rates, list) and len(rates) == 2:
+            if kind == "watch":
+                if self.leases.get(app_id, 0.0) != float("inf"):
+                    self.leases[app_id] = time.monotonic() + LEASE_SECONDS
+            elif kind == "record" and isinstance(body.get("record"), dict):
+                if app_id in self.watchers:
+                    self._deliver(app_id, body["record"])
+            elif kind == "rates" and app_id in self.watchers:
+                received, sent = (_rate(value) for value in body["rates"])
                 for watcher in self.watchers[app_id]:
-                    watcher.rates[origin] = (float(rates[0]), float(rates[1]), time.monotonic())
+                    watcher.rates[origin] = (received, sent, time.monotonic())
+        except Exception:  # JSON too deep, wrong shapes, numbers out of range: all the sender's
+            logger.debug("malformed console message dropped", exc_info=True)
 
     async def tick(self) -> None:
         """Every ``STATS_SECONDS``: renew the leases of watched apps and report this node's
@@ -214,6 +214,16 @@ class ConsoleHub:
             return None
         elapsed = now - last[2]
         return round((received - last[0]) / elapsed, 1), round((sent - last[1]) / elapsed, 1)
+
+
+def _rate(value: Any) -> float:
+    """A message rate from another node: a finite, non-negative number; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a rate: {value!r}")
+    rate = float(value)
+    if not math.isfinite(rate) or rate < 0:
+        raise ValueError(f"not a rate: {value!r}")
+    return rate
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

@@ -56,6 +56,17 @@ def retry_delay(attempts: int) -> float:
     return base * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not security)
 
 
+def _attempt_shown(
+    url: str, names: list[str], status: int | None, error: str | None, attempt: int
+) -> dict[str, Any]:
+    """What the admin console shows of a delivery attempt: the receiver's origin only (a URL may
+    carry credentials, in its user part, path or query) and the error without the URL."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    shown_error = error.replace(url, origin) if error else error
+    return {"events": names, "url": origin, "status": status, "error": shown_error, "attempt": attempt}
+
+
 class Deliverer:
     """The batches this process holds (leased), in their lanes, and the HTTP client that sends them."""
 
@@ -168,9 +179,7 @@ class Deliverer:
             batch.url = target.url
             http_status, error = await self._post(app, target, batch)
             if self.on_attempt is not None:
-                shown = urlsplit(target.url)._replace(query="", fragment="").geturl()  # no tokens
-                result = {"events": names, "url": shown, "status": http_status, "error": error}
-                self.on_attempt(app.id, {**result, "attempt": batch.attempts})
+                self.on_attempt(app.id, _attempt_shown(target.url, names, http_status, error, batch.attempts))
             now = timezone.now()
             if http_status is not None and 200 <= http_status < 300:
                 store.delivered(batch, http_status)

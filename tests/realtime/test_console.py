@@ -121,6 +121,8 @@ def test_who_may_see_the_console(app: App) -> None:
     refused = client.post(URL + "publish/", "{}", content_type="application/json")
     assert refused.status_code == 403
     assert client.get("/admin/realtime/app/nope/console/").status_code == 302  # no such app
+    client.force_login(staff("editor-only", "change_app"))  # change implies view, as in the admin
+    assert client.get(URL).status_code == 200  # its endpoints: test_stream_publish_and_inspect
 
 
 @pytest.mark.django_db(transaction=True)
@@ -172,3 +174,32 @@ async def test_stream_publish_and_inspect(app: App) -> None:
     members = await client.get(URL + "channels/?channel=presence-room")
     assert members.json() == {"channel": "presence-room", "members": {"ann": {"name": "Ann"}}}
     assert (await client.get(URL + "channels/?channel=news")).status_code == 400
+    await client.aforce_login(await sync_to_async(staff)("changer", "change_app"))
+    assert (await client.get(URL + "channels/")).status_code == 200  # change implies view
+
+
+def test_a_malformed_message_from_another_node_is_dropped() -> None:
+    hub = ConsoleHub(Stats(), "node-1")
+    watcher = hub.watch("a")
+    for message in (
+        json.dumps({"type": "rates", "app": "a", "rates": ["x", 1]}),
+        json.dumps({"type": "rates", "app": "a", "rates": [10**400, 1]}),
+        '{"type": "rates", "app": "a", "rates": [NaN, 1]}',
+        json.dumps({"type": "rates", "app": "a", "rates": [1, 2, 3]}),
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps({"type": "watch"}),
+    ):
+        hub.received("node-2", message)  # raises nothing
+    assert watcher.rates == {}
+    hub.received("node-2", json.dumps({"type": "rates", "app": "a", "rates": [1.5, 2]}))
+    assert watcher.rates["node-2"][:2] == (1.5, 2.0)
+
+
+def test_a_webhook_attempt_shows_the_receivers_origin_only() -> None:
+    from realtime.webhooks.delivery import _attempt_shown
+
+    url = "https://user:pw@hooks.example:8443/services/T0/B0/SECRET?token=x"
+    shown = _attempt_shown(url, ["member_added"], None, f"cannot connect to {url}", 2)
+    assert shown["url"] == "https://hooks.example:8443"
+    assert "SECRET" not in json.dumps(shown) and "pw" not in json.dumps(shown)
+    assert shown["error"] == "cannot connect to https://hooks.example:8443"

@@ -144,13 +144,13 @@ class RedisBroker:
             return
         if origin == self.origin and kind != "p":
             return  # terminations and watchlist changes act on this node's sockets at once
-        if kind == "o":
-            if self.on_console is not None:
-                self.on_console(origin, rest)
-            return
         stats = self.stats
         stats.incr("adapter_operations", ("receive",))
         try:
+            if kind == "o":
+                if self.on_console is not None:
+                    self.on_console(origin, rest)
+                return
             if kind == "p":
                 app_id, except_socket_id, channels, text = rest.split(SEP, 3)
                 message = Outbound(text)
