@@ -2,17 +2,16 @@
 
 What soketi's and sockudo's ``/usage`` give (memory used, free and total, in bytes, and the share
 used), plus this process' open sockets and channels with subscribers here. Read from ``/proc`` on
-Linux; elsewhere the memory figures are the peak RSS ``resource`` reports.
+Linux (RSS as the memory gate reads it, ``runtime.memorygate.rss_bytes``); elsewhere the peak RSS.
 """
 
 from __future__ import annotations
 
 import os
-import resource
-import sys
 from typing import Any
 
 from realtime.runtime import Runtime
+from realtime.runtime.memorygate import rss_bytes
 
 
 def _proc_kib(path: str, field: str) -> int | None:
@@ -29,13 +28,9 @@ def _proc_kib(path: str, field: str) -> int | None:
 def usage(runtime: Runtime) -> dict[str, Any]:
     """``{"memory": {"rss", "used", "free", "total": bytes, "percent": rss of total}, "connections":
     open sockets of this process, "channels": channels with a subscriber here, "pid"}``."""
-    rss_kib = _proc_kib("/proc/self/status", "VmRSS")
-    if rss_kib is None:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        rss_kib = peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
+    rss = rss_bytes()
     total_kib = _proc_kib("/proc/meminfo", "MemTotal")
     free_kib = _proc_kib("/proc/meminfo", "MemAvailable")
-    rss = rss_kib * 1024
     total = total_kib * 1024 if total_kib is not None else None
     registry = runtime.registry
     return {

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
+from .addresses import trusted_networks
 from .conf import KNOWN_KEYS, RealtimeSettings
 
 # The defaults, for reading settings the user did not give (they are not validated yet here).
@@ -18,7 +18,7 @@ def _is_network(value: object) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        ipaddress.ip_network(value.strip(), strict=False)
+        trusted_networks([value])
     except ValueError:
         return False
     return True
